@@ -1,0 +1,682 @@
+import assert from 'node:assert/strict';
+import type { StoreCheckpoint } from '../checkpoint/store-checkpoint.js';
+import type { MessageStoreConfig } from '../config/message-store-config.js';
+import { StoreError } from '../errors.js';
+import type { StoreIO } from '../io/store-io.js';
+import type { Logger } from '../logger.js';
+import { AllocateMappedFileService } from '../mapped-file/allocate-mapped-file-service.js';
+import type { MappedFile } from '../mapped-file/mapped-file.js';
+import { MappedFileQueue } from '../mapped-file/mapped-file-queue.js';
+import {
+  TransientStorePool,
+  WRITE_BUFFER_COUNT_WITHOUT_POOL,
+  writeBufferSizeFor,
+} from '../mapped-file/transient-store-pool.js';
+import { WriteBufferPool } from '../mapped-file/write-buffer-pool.js';
+import { parseHost } from '../message/host.js';
+import type { Message, MessageBatch, MessageExt } from '../message/message.js';
+import { decodeMessage, MESSAGE_MIN_LENGTH_BYTES } from '../message/message-decoder.js';
+import {
+  type EncodedBatch,
+  type EncodedMessage,
+  type EncoderConfig,
+  encodeBatch,
+  encodeMessage,
+} from '../message/message-ext-encoder.js';
+import { MESSAGE_RECORD_OVERHEAD_MAX_BYTES } from '../message/message-format.js';
+import { getTransactionValue, MessageSysFlag } from '../message/message-sys-flag.js';
+import type { RunningFlags } from '../running-flags.js';
+import { AppendMessageStatus, FlushDiskType, PutMessageStatus } from '../status.js';
+import { FixedDeque } from '../util/fixed-deque.js';
+import {
+  type AppendMessageResult,
+  DefaultAppendMessageCallback,
+  msgIdOf,
+  WRITE_BUFFER_BUSY,
+} from './append-message-callback.js';
+import { SCAN_WINDOW_SIZE_DEFAULT_BYTES, scanSegment } from './commit-log-scanner.js';
+import { CommitRealTimeService } from './commit-real-time-service.js';
+import type { FlushContext } from './flush-context.js';
+import { FlushDiskWatcher } from './flush-disk-watcher.js';
+import { FlushRealTimeService } from './flush-real-time-service.js';
+import { type FlushRequest, GroupCommitRequest } from './group-commit-request.js';
+import { GroupCommitService } from './group-commit-service.js';
+
+/**
+ * RocketMQ's `CommitLog` (store reference §4.8, §4.9): the put path and the commit/flush pipeline.
+ *
+ * The put section, from queue-offset assignment to the append into the write buffer, is one
+ * synchronous stretch of code with no `await` in it. That single rule replaces RocketMQ's put lock
+ * and topic-queue locks: no other put can run in between, so queue offsets and physical offsets
+ * are assigned in file order and nothing can interleave (DESIGN.md §3). After the section, the put
+ * waits for the durability of its level:
+ *
+ *   SYNC_FLUSH, waitStoreMsgOK    GroupCommitService: PUT_OK after fdatasync covers the bytes,
+ *                                 FLUSH_DISK_TIMEOUT after syncFlushTimeout (FlushDiskWatcher)
+ *   ASYNC_FLUSH (or WAIT=false)   pool off: PUT_OK once the bytes are written to the file (page
+ *                                 cache); the write happens once per event-loop turn for all puts
+ *                                 of that turn. FlushRealTimeService syncs every 500 ms.
+ *                                 pool on: PUT_OK at once (the bytes are in a write buffer);
+ *                                 CommitRealTimeService writes them every 200 ms.
+ *
+ * An I/O error is never retried and continued: a failed fdatasync or pwrite stops writes
+ * (SERVICE_NOT_AVAILABLE with the cause), ENOSPC marks the disk full until a commit succeeds
+ * again. Waiting puts are answered at once, with the status their bytes reached.
+ */
+
+/** What a caller sees of an append that happened. */
+export interface AppendResultView {
+  readonly status: typeof AppendMessageStatus.PUT_OK;
+  /** Commit log offset of the (first) record. */
+  readonly wroteOffset: number;
+  readonly wroteBytes: number;
+  /** Offset message id(s): store host + commit log offset, 32 hex chars for IPv4, `,`-joined for a batch. */
+  readonly msgId: string;
+  /** Queue offset of the (first) message. */
+  readonly queueOffset: number;
+  readonly storeTimestamp: number;
+  readonly msgNum: number;
+}
+
+export interface PutMessageResult {
+  readonly status: PutMessageStatus;
+  /** Present whenever the message was appended (also for FLUSH_DISK_TIMEOUT: it is stored). */
+  readonly appendResult: AppendResultView | null;
+  /** For rejected input: which field was wrong and why. */
+  readonly reason?: string;
+  /** For I/O trouble: the error that stopped writes or durability. */
+  readonly error?: StoreError;
+}
+
+export interface CommitLogRecoveryReport {
+  /** Where the log ends now. */
+  readonly maxPhyOffset: number;
+  readonly messagesRecovered: number;
+  /** Bytes after the last valid record that were cut off (0 after a clean shutdown). */
+  readonly truncatedBytes: number;
+  /** Segments deleted because they started after the end of the log. */
+  readonly deletedFiles: readonly string[];
+  /** Why the scan stopped where it did, when it was not at clean zeros or a segment's end. */
+  readonly stopReason: string | null;
+}
+
+export interface CommitLogOptions {
+  readonly config: MessageStoreConfig;
+  readonly io: StoreIO;
+  readonly logger: Logger;
+  readonly checkpoint: StoreCheckpoint;
+  readonly runningFlags: RunningFlags;
+}
+
+export class CommitLog {
+  readonly mappedFileQueue: MappedFileQueue;
+  readonly #config: MessageStoreConfig;
+  readonly #logger: Logger;
+  readonly #checkpoint: StoreCheckpoint;
+  readonly #runningFlags: RunningFlags;
+  readonly #pool: WriteBufferPool;
+  readonly #poolEnabled: boolean;
+  readonly #sync: boolean;
+  readonly #allocator: AllocateMappedFileService;
+  readonly #appendCallback = new DefaultAppendMessageCallback();
+  readonly #encoderConfig: EncoderConfig;
+  /** topic-queueId -> the next queue offset (RocketMQ's `topicQueueTable`). */
+  readonly #topicQueueTable = new Map<string, number>();
+  readonly #flushService: GroupCommitService | FlushRealTimeService;
+  readonly #commitService: CommitRealTimeService | null;
+  /** Times out SYNC_FLUSH requests (FLUSH_DISK_TIMEOUT). */
+  readonly #flushDiskWatcher: FlushDiskWatcher;
+  /** Times out puts waiting for their bytes to reach the file (pool off). */
+  readonly #commitWatcher: FlushDiskWatcher;
+  /** Puts waiting for the commit, in offset order (pool off). */
+  readonly #commitWaiters = new FixedDeque<FlushRequest>(1024);
+  readonly #flushContext: FlushContext;
+  #turnCommitScheduled = false;
+  /** Store timestamps never go backwards in file order, even if the clock does. */
+  #lastStoreTimestamp = 0;
+  /** When the oldest uncommitted byte was appended (or the commit last made progress); 0 if none. */
+  #pendingSince = 0;
+  #started = false;
+  #shutdown = false;
+
+  constructor(options: CommitLogOptions) {
+    const { config, io, logger, checkpoint, runningFlags } = options;
+    this.#config = config;
+    this.#logger = logger;
+    this.#checkpoint = checkpoint;
+    this.#runningFlags = runningFlags;
+    this.#poolEnabled = config.transientStorePoolEnable;
+    this.#sync = config.flushDiskType === FlushDiskType.SYNC_FLUSH;
+    const bufferSize = writeBufferSizeFor(
+      config.mappedFileSizeCommitLog,
+      config.maxMessageSize + MESSAGE_RECORD_OVERHEAD_MAX_BYTES,
+    );
+    this.#pool = this.#poolEnabled
+      ? new TransientStorePool(bufferSize, config.transientStorePoolSize)
+      : new WriteBufferPool(bufferSize, WRITE_BUFFER_COUNT_WITHOUT_POOL);
+    this.#allocator = new AllocateMappedFileService(io, logger);
+    this.mappedFileQueue = new MappedFileQueue({
+      storePath: config.storePathCommitLog,
+      mappedFileSize: config.mappedFileSizeCommitLog,
+      io,
+      writeBufferPool: this.#pool,
+      allocateMappedFileService: this.#allocator,
+      logger,
+    });
+    const defaultStoreHost = parseHost(config.storeHost);
+    if (defaultStoreHost === null) {
+      throw new StoreError(
+        'ERR_STORE_CONFIG',
+        `invalid message store config: storeHost ${config.storeHost} is not ip:port`,
+      );
+    }
+    this.#encoderConfig = {
+      maxMessageSize: config.maxMessageSize,
+      autoMessageVersionOnTopicLen: config.autoMessageVersionOnTopicLen,
+      enabledAppendPropCRC: config.enabledAppendPropCRC,
+      mappedFileSizeCommitLog: config.mappedFileSizeCommitLog,
+      defaultStoreHost,
+    };
+    this.#flushContext = this.#createFlushContext();
+    this.#flushService = this.#sync
+      ? new GroupCommitService(this.#flushContext, logger)
+      : new FlushRealTimeService(this.#flushContext, logger);
+    this.#commitService = this.#poolEnabled ? new CommitRealTimeService(this.#flushContext, logger) : null;
+    const statusOf = (request: FlushRequest): PutMessageStatus => this.#failureStatusOf(request);
+    this.#flushDiskWatcher = new FlushDiskWatcher(logger, statusOf);
+    this.#commitWatcher = new FlushDiskWatcher(logger, statusOf);
+  }
+
+  /** Opens the segments on disk. */
+  load(): void {
+    this.mappedFileQueue.load();
+  }
+
+  /**
+   * Finds the end of the log: scans every record (CRC checked), stops at the first one that fails
+   * a check, cuts the log there and rebuilds the next queue offset of every queue.
+   *
+   * The bytes after the cut are discarded from the file (truncated and re-extended, so they read
+   * as zeros): a later recovery can then never mistake a stale record behind the cut for a live
+   * one. Consume queues will let recovery start near the end instead of scanning everything.
+   */
+  recover(lastExitOK: boolean): CommitLogRecoveryReport {
+    const mfq = this.mappedFileQueue;
+    const files = mfq.getMappedFiles();
+    const fileSize = mfq.mappedFileSize;
+    this.#topicQueueTable.clear();
+    if (files.length === 0) {
+      mfq.flushedWhere = 0;
+      mfq.committedWhere = 0;
+      return { maxPhyOffset: 0, messagesRecovered: 0, truncatedBytes: 0, deletedFiles: [], stopReason: null };
+    }
+    let messagesRecovered = 0;
+    let lastStoreTimestamp = 0;
+    let processOffset = (files[0] as MappedFile).fileFromOffset;
+    let stopReason: string | null = null;
+    for (const file of files) {
+      const end = scanSegment(
+        file,
+        0,
+        {
+          checkCRC: this.#config.checkCRCOnRecover,
+          forceVerifyPropCRC: this.#config.forceVerifyPropCRC,
+          windowSizeBytes: Math.max(SCAN_WINDOW_SIZE_DEFAULT_BYTES, this.#encoderConfig.maxMessageSize * 2),
+        },
+        ({ result }) => {
+          if (result.kind !== 'record') return false;
+          messagesRecovered++;
+          lastStoreTimestamp = Math.max(lastStoreTimestamp, result.storeTimestamp);
+          const tx = getTransactionValue(result.sysFlag);
+          if (
+            tx !== MessageSysFlag.TRANSACTION_PREPARED_TYPE &&
+            tx !== MessageSysFlag.TRANSACTION_ROLLBACK_TYPE
+          ) {
+            const key = `${result.topic}-${result.queueId}`;
+            const next = result.queueOffset + 1;
+            if (next > (this.#topicQueueTable.get(key) ?? 0)) this.#topicQueueTable.set(key, next);
+          }
+          return true;
+        },
+        fileSize,
+      );
+      processOffset = file.fileFromOffset + end.position;
+      if (end.stop === 'blank') {
+        processOffset = file.fileFromOffset + fileSize;
+        continue;
+      }
+      if (end.stop === 'invalid' && !this.#isZeroTail(file, end.position)) stopReason = end.reason;
+      break;
+    }
+    // After a clean shutdown the bytes after the end are the pre-sized file's zeros; after a crash
+    // (or a bad record) they may hold a torn or stale record, which must go.
+    const discard = !lastExitOK || stopReason !== null;
+    return this.#truncateTo(processOffset, messagesRecovered, lastStoreTimestamp, stopReason, discard);
+  }
+
+  /** True when the 8 bytes at `position` are zeros: the pre-sized file's never-written tail. */
+  #isZeroTail(file: MappedFile, position: number): boolean {
+    const head = file.readSync(position, Math.min(8, file.fileSize - position));
+    return head?.every((b) => b === 0) === true;
+  }
+
+  #truncateTo(
+    processOffset: number,
+    messagesRecovered: number,
+    lastStoreTimestamp: number,
+    stopReason: string | null,
+    discard: boolean,
+  ): CommitLogRecoveryReport {
+    const mfq = this.mappedFileQueue;
+    const fileSize = mfq.mappedFileSize;
+    const before = mfq.getMappedFiles();
+    const deletedFiles = before.filter((f) => f.fileFromOffset > processOffset).map((f) => f.fileName);
+    const holder = mfq.findMappedFileByOffset(processOffset);
+    let truncatedBytes = 0;
+    if (holder !== null && discard) {
+      truncatedBytes = this.#discardTail(holder, processOffset - holder.fileFromOffset);
+    }
+    for (const file of before) {
+      if (file.fileFromOffset > processOffset) truncatedBytes += this.#countTailBytes(file, 0);
+    }
+    mfq.truncateDirtyFiles(processOffset);
+    mfq.flushedWhere = processOffset;
+    mfq.committedWhere = processOffset;
+    const last = mfq.getLastMappedFile();
+    if (last !== null) last.setStoreTimestamp(lastStoreTimestamp);
+    mfq.storeTimestamp = lastStoreTimestamp;
+    this.#lastStoreTimestamp = lastStoreTimestamp;
+    // Invariant re-checked after recovery: the log ends exactly where the scan stopped.
+    assert.ok(
+      mfq.getMaxOffset() === processOffset || (last?.isFull() === true && processOffset % fileSize === 0),
+      'the recovered log ends at the process offset',
+    );
+    if (truncatedBytes > 0 || deletedFiles.length > 0) {
+      this.#logger.warn(
+        { processOffset, truncatedBytes, deletedFiles, reason: stopReason },
+        'recovery cut the commit log after its last valid record',
+      );
+    }
+    return { maxPhyOffset: processOffset, messagesRecovered, truncatedBytes, deletedFiles, stopReason };
+  }
+
+  /** Zeroes a segment from `position` to its end; returns how many bytes of data that cut. */
+  #discardTail(file: MappedFile, position: number): number {
+    const cut = this.#countTailBytes(file, position);
+    if (cut > 0) file.discardAfter(position);
+    return cut;
+  }
+
+  /** Bytes from `position` up to the last non-zero byte of the segment (0 when all zero). */
+  #countTailBytes(file: MappedFile, position: number): number {
+    const windowSize = SCAN_WINDOW_SIZE_DEFAULT_BYTES;
+    let lastNonZero = -1;
+    for (let pos = position; pos < file.fileSize; pos += windowSize) {
+      const window = file.readSync(pos, Math.min(windowSize, file.fileSize - pos));
+      if (window === null) break;
+      for (let i = window.length - 1; i >= 0; i--) {
+        if (window[i] !== 0) {
+          lastNonZero = pos + i;
+          break;
+        }
+      }
+    }
+    return lastNonZero >= position ? lastNonZero + 1 - position : 0;
+  }
+
+  start(): void {
+    assert.ok(!this.#started, 'the commit log starts once');
+    this.#started = true;
+    if (this.#pool instanceof TransientStorePool) this.#pool.init();
+    this.#flushDiskWatcher.start();
+    this.#commitWatcher.start();
+    this.#commitService?.start();
+    this.#flushService.start();
+  }
+
+  /** RocketMQ's `putMessage`: resolves when the message has reached its durability level. */
+  putMessage(msg: Message): Promise<PutMessageResult> {
+    const now = Date.now();
+    const encoded = encodeMessage(msg, this.#encoderConfig, now);
+    if (encoded.kind === 'rejected') return rejected(encoded.status, encoded.reason);
+    return this.#put(encoded, now);
+  }
+
+  /** RocketMQ's `putMessages`: a batch with consecutive queue offsets, in one segment. */
+  putMessages(batch: MessageBatch): Promise<PutMessageResult> {
+    const now = Date.now();
+    const encoded = encodeBatch(batch, this.#encoderConfig, now);
+    if (encoded.kind === 'rejected') return rejected(encoded.status, encoded.reason);
+    if (encoded.totalLength > this.#pool.bufferSizeBytes) {
+      return rejected(
+        PutMessageStatus.MESSAGE_ILLEGAL,
+        `batch is ${encoded.totalLength} bytes, more than a ${this.#pool.bufferSizeBytes}-byte write buffer`,
+      );
+    }
+    return this.#put(encoded, now);
+  }
+
+  /** The put section and then the durability wait. No `await` before the append. */
+  #put(encoded: EncodedMessage | EncodedBatch, now: number): Promise<PutMessageResult> {
+    const refusal = this.#checkWriteable(now);
+    if (refusal !== null) return Promise.resolve(refusal);
+    const storeTimestamp = Math.max(now, this.#lastStoreTimestamp);
+    const key = `${encoded.topic}-${encoded.queueId}`;
+    const consumes = encoded.kind === 'batch' || encoded.consumesQueueOffset;
+    const queueOffset = consumes ? (this.#topicQueueTable.get(key) ?? 0) : 0;
+    const doAppend = (file: MappedFile): AppendMessageResult =>
+      file.appendMessage((target, maxBlank) => {
+        const wroteOffset = file.fileFromOffset + file.wrotePosition;
+        return encoded.kind === 'single'
+          ? this.#appendCallback.doAppend(wroteOffset, target, maxBlank, encoded, queueOffset, storeTimestamp)
+          : this.#appendCallback.doAppendBatch(
+              wroteOffset,
+              target,
+              maxBlank,
+              encoded,
+              queueOffset,
+              storeTimestamp,
+            );
+      });
+    const mfq = this.mappedFileQueue;
+    let file = mfq.getLastMappedFile();
+    if (file === null || file.isFull()) file = mfq.getLastMappedFile(0);
+    if (file === null) return Promise.resolve(this.#createFailed());
+    const pendingBefore = mfq.getMaxWrotePosition() > mfq.committedWhere;
+    let result = doAppend(file);
+    if (result.status === AppendMessageStatus.END_OF_FILE) {
+      // The segment is full (its BLANK is written); the same message goes to the next one with
+      // the same queue offset.
+      file = mfq.getLastMappedFile(0);
+      if (file === null) return Promise.resolve(this.#createFailed());
+      result = doAppend(file);
+    }
+    if (result.status !== AppendMessageStatus.PUT_OK) {
+      if (result.status === WRITE_BUFFER_BUSY) {
+        return rejected(
+          PutMessageStatus.OS_PAGE_CACHE_BUSY,
+          'every write buffer is in use; the commit is behind',
+        );
+      }
+      return rejected(PutMessageStatus.UNKNOWN_ERROR, `append returned ${result.status}`);
+    }
+    this.#lastStoreTimestamp = storeTimestamp;
+    if (consumes) this.#topicQueueTable.set(key, queueOffset + result.msgNum);
+    if (!pendingBefore) this.#pendingSince = now;
+    const records = encoded.kind === 'single' ? [encoded.record] : encoded.records;
+    const view: AppendResultView = {
+      status: AppendMessageStatus.PUT_OK,
+      wroteOffset: result.wroteOffset,
+      wroteBytes: result.wroteBytes,
+      msgId: msgIdOf(result, records),
+      queueOffset: result.queueOffset,
+      storeTimestamp: result.storeTimestamp,
+      msgNum: result.msgNum,
+    };
+    return this.#handleDiskFlush(view, encoded.waitStoreMsgOK);
+  }
+
+  #checkWriteable(now: number): PutMessageResult | null {
+    if (this.#shutdown || !this.#started) {
+      const reason = this.#shutdown ? 'the store is shut down' : 'the store is not started';
+      return { status: PutMessageStatus.SERVICE_NOT_AVAILABLE, appendResult: null, reason };
+    }
+    if (!this.#runningFlags.isWriteable()) {
+      const cause = this.#runningFlags.cause;
+      const result: PutMessageResult = {
+        status: PutMessageStatus.SERVICE_NOT_AVAILABLE,
+        appendResult: null,
+        reason:
+          cause === null ? 'the store is not writeable' : `the store is not writeable: ${cause.message}`,
+      };
+      return cause === null ? result : { ...result, error: cause };
+    }
+    if (this.isOSPageCacheBusy(now)) {
+      return {
+        status: PutMessageStatus.OS_PAGE_CACHE_BUSY,
+        appendResult: null,
+        reason: `the commit has made no progress for more than ${this.#busyThresholdMs()} ms`,
+      };
+    }
+    return null;
+  }
+
+  #createFailed(): PutMessageResult {
+    const cause = this.mappedFileQueue.lastCreateError;
+    const result: PutMessageResult = {
+      status: PutMessageStatus.CREATE_MAPPED_FILE_FAILED,
+      appendResult: null,
+      reason: `creating the next commit log segment failed${cause === null ? '' : `: ${cause.message}`}`,
+    };
+    return cause === null
+      ? result
+      : { ...result, error: new StoreError('ERR_CREATE_MAPPED_FILE', result.reason ?? '', { cause }) };
+  }
+
+  /**
+   * RocketMQ's `isOSPageCacheBusy` measured how long the put lock was held. Our put section cannot
+   * block, so the analogue is a commit that stopped moving: bytes have waited for the file longer
+   * than `osPageCacheBusyTimeOutMills` (plus the commit interval when the pool commits on a timer).
+   */
+  isOSPageCacheBusy(now: number = Date.now()): boolean {
+    return this.#pendingSince !== 0 && now - this.#pendingSince > this.#busyThresholdMs();
+  }
+
+  #busyThresholdMs(): number {
+    const config = this.#config;
+    const commitEveryMs = this.#poolEnabled
+      ? Math.max(config.commitIntervalCommitLog, config.commitCommitLogThoroughInterval)
+      : 0;
+    return config.osPageCacheBusyTimeOutMills + commitEveryMs;
+  }
+
+  /** RocketMQ's `handleDiskFlush`, plus the page-cache wait of the pool-off path. */
+  #handleDiskFlush(view: AppendResultView, waitStoreMsgOK: boolean): Promise<PutMessageResult> {
+    const nextOffset = view.wroteOffset + view.wroteBytes;
+    const resultOf = (status: PutMessageStatus, error: StoreError | null): PutMessageResult =>
+      error === null ? { status, appendResult: view } : { status, appendResult: view, error };
+    if (this.#sync) {
+      const groupCommit = this.#flushService as GroupCommitService;
+      if (waitStoreMsgOK) {
+        const request = new GroupCommitRequest(nextOffset, this.#config.syncFlushTimeout, 'flush', resultOf);
+        this.#flushDiskWatcher.add(request);
+        groupCommit.putRequest(request);
+        if (this.#poolEnabled && this.#config.wakeCommitWhenPutMessage) this.#commitService?.wakeup();
+        return request.promise;
+      }
+      groupCommit.wakeup();
+    } else if (!this.#poolEnabled && this.#config.wakeFlushWhenPutMessage) {
+      this.#flushService.wakeup();
+    }
+    if (this.#poolEnabled) {
+      if (this.#config.wakeCommitWhenPutMessage) this.#commitService?.wakeup();
+      return Promise.resolve(resultOf(PutMessageStatus.PUT_OK, null));
+    }
+    // Pool off: acknowledged once the bytes are in the file (the page cache).
+    const request = new GroupCommitRequest(nextOffset, this.#config.syncFlushTimeout, 'commit', resultOf);
+    this.#commitWaiters.push(request);
+    this.#commitWatcher.add(request);
+    // Under SYNC_FLUSH the woken GroupCommitService commits; otherwise commit this turn.
+    if (!this.#sync) this.#scheduleTurnCommit();
+    return request.promise;
+  }
+
+  #scheduleTurnCommit(): void {
+    if (this.#turnCommitScheduled) return;
+    this.#turnCommitScheduled = true;
+    setImmediate(this.#runTurnCommit);
+  }
+
+  readonly #runTurnCommit = (): void => {
+    this.#flushContext
+      .commitAll()
+      .then(
+        () => {
+          this.#turnCommitScheduled = false;
+          // Puts made while the last write was in flight get their own turn.
+          if (!this.#commitWaiters.isEmpty() && this.#runningFlags.isWriteable()) this.#scheduleTurnCommit();
+        },
+        (err: unknown) => {
+          this.#turnCommitScheduled = false;
+          this.#onIoError(err);
+        },
+      )
+      .catch((err: unknown) => this.#logger.error({ err }, 'turn commit bookkeeping failed'));
+  };
+
+  #createFlushContext(): FlushContext {
+    const mfq = this.mappedFileQueue;
+    const commitOnce = async (commitLeastPages: number): Promise<boolean> => {
+      const noProgress = await mfq.commit(commitLeastPages);
+      this.#afterCommit(noProgress);
+      return noProgress;
+    };
+    return {
+      config: this.#config,
+      mappedFileQueue: mfq,
+      checkpoint: this.#checkpoint,
+      transientStorePoolEnabled: this.#poolEnabled,
+      commitOnce,
+      commitAll: async () => {
+        const target = mfq.getMaxWrotePosition();
+        while (mfq.committedWhere < target) {
+          if (await commitOnce(0)) break;
+        }
+      },
+      flushOnce: async (flushLeastPages: number) => {
+        const noProgress = await mfq.flush(flushLeastPages);
+        if (mfq.storeTimestamp > 0) this.#checkpoint.physicMsgTimestamp = mfq.storeTimestamp;
+        return noProgress;
+      },
+      onIoError: (err: unknown) => this.#onIoError(err),
+      wakeUpFlush: () => this.#flushService.wakeup(),
+    };
+  }
+
+  #afterCommit(noProgress: boolean): void {
+    const mfq = this.mappedFileQueue;
+    const committedWhere = mfq.committedWhere;
+    for (let head = this.#commitWaiters.peek(); head !== undefined; head = this.#commitWaiters.peek()) {
+      if (!head.isDone() && head.nextOffset > committedWhere) break;
+      this.#commitWaiters.shift();
+      head.wakeupCustomer(PutMessageStatus.PUT_OK);
+    }
+    if (!noProgress) {
+      this.#pendingSince = mfq.getMaxWrotePosition() > committedWhere ? Date.now() : 0;
+      if (this.#runningFlags.isDiskFull()) {
+        this.#runningFlags.clearDiskFull();
+        this.#logger.warn({ committedWhere }, 'a commit succeeded again; the disk is no longer full');
+      }
+    }
+  }
+
+  /** The status a put gets when its wait ends without success: how far did its bytes get? */
+  #failureStatusOf(request: FlushRequest): PutMessageStatus {
+    return this.#isCommitted(request.nextOffset)
+      ? PutMessageStatus.FLUSH_DISK_TIMEOUT
+      : PutMessageStatus.SERVICE_NOT_AVAILABLE;
+  }
+
+  /** True when every byte below `offset` is in the file. */
+  #isCommitted(offset: number): boolean {
+    if (offset <= this.mappedFileQueue.committedWhere) return true;
+    const file = this.mappedFileQueue.findMappedFileByOffset(offset - 1);
+    return file !== null && file.fileFromOffset + file.committedPosition >= offset;
+  }
+
+  #onIoError(err: unknown): void {
+    const error =
+      err instanceof StoreError
+        ? err
+        : new StoreError('ERR_COMMIT_FAILED', `commit log I/O failed: ${(err as Error).message}`, {
+            cause: err,
+          });
+    const firstReport = this.#runningFlags.cause === null;
+    if (error.code === 'ERR_DISK_FULL') this.#runningFlags.makeDiskFull(error);
+    else this.#runningFlags.makeNotWriteable(error);
+    if (firstReport) this.#logger.error({ err: error }, 'the commit log stopped accepting writes');
+    // Never retry and continue: every put still waiting learns now how far its bytes got.
+    const statusOf = (request: FlushRequest): PutMessageStatus => this.#failureStatusOf(request);
+    this.#commitWatcher.failAll(statusOf, error);
+    this.#flushDiskWatcher.failAll(statusOf, error);
+    this.#commitWaiters.drain();
+  }
+
+  /** RocketMQ's `lookMessageByOffset`: the record starting at `commitLogOffset`, or null. */
+  async lookMessageByOffset(commitLogOffset: number): Promise<MessageExt | null> {
+    if (!Number.isSafeInteger(commitLogOffset) || commitLogOffset < 0) return null;
+    const file = this.mappedFileQueue.findMappedFileByOffset(commitLogOffset);
+    if (file === null) return null;
+    const position = commitLogOffset - file.fileFromOffset;
+    const head = await file.selectMappedBuffer(position, 8);
+    if (head === null) return null;
+    const size = head.readInt32BE(0);
+    const recordMax = this.#config.maxMessageSize + MESSAGE_RECORD_OVERHEAD_MAX_BYTES;
+    if (size < MESSAGE_MIN_LENGTH_BYTES || size > recordMax) return null;
+    const bytes = await file.selectMappedBuffer(position, size);
+    if (bytes === null) return null;
+    return decodeMessage(bytes, 0, size, {
+      checkCRC: true,
+      forceVerifyPropCRC: this.#config.forceVerifyPropCRC,
+      expectedPhysicalOffset: commitLogOffset,
+    });
+  }
+
+  /** End of the readable log. */
+  getMaxOffset(): number {
+    return this.mappedFileQueue.getMaxOffset();
+  }
+
+  getMinOffset(): number {
+    return this.mappedFileQueue.getMinOffset();
+  }
+
+  /** The next queue offset of `topic`/`queueId` (0 for a queue never written). */
+  getQueueOffset(topic: string, queueId: number): number {
+    return this.#topicQueueTable.get(`${topic}-${queueId}`) ?? 0;
+  }
+
+  getTopicQueueTable(): ReadonlyMap<string, number> {
+    return this.#topicQueueTable;
+  }
+
+  /** Write buffers in use and available (TransientStorePool or the pool-off staging buffers). */
+  getWriteBufferStats(): {
+    readonly borrowed: number;
+    readonly available: number;
+    readonly bufferSizeBytes: number;
+  } {
+    return {
+      borrowed: this.#pool.borrowedBufferNums(),
+      available: this.#pool.availableBufferNums(),
+      bufferSizeBytes: this.#pool.bufferSizeBytes,
+    };
+  }
+
+  /**
+   * Stops accepting puts, lets the services finish (final commits and up to 10 full flushes),
+   * answers every waiting put, and closes the segments.
+   */
+  async shutdown(): Promise<void> {
+    if (this.#shutdown) return;
+    this.#shutdown = true;
+    if (this.#started) {
+      await this.#commitService?.shutdown();
+      try {
+        if (!this.#poolEnabled && this.#runningFlags.isWriteable()) await this.#flushContext.commitAll();
+      } catch (err) {
+        this.#onIoError(err);
+      }
+      await this.#flushService.shutdown();
+      await this.#commitWatcher.shutdown();
+      await this.#flushDiskWatcher.shutdown();
+    }
+    await this.#allocator.shutdown();
+    this.mappedFileQueue.shutdown();
+    this.#pool.destroy();
+  }
+}
+
+function rejected(status: PutMessageStatus, reason: string): Promise<PutMessageResult> {
+  return Promise.resolve({ status, appendResult: null, reason });
+}

@@ -1,0 +1,59 @@
+import type { Logger } from '../logger.js';
+import type { FlushContext } from './flush-context.js';
+import { FLUSH_RETRY_TIMES_OVER, FLUSH_SLOW_LOG_THRESHOLD_MS } from './flush-real-time-service.js';
+import { ServiceThread } from './service-thread.js';
+
+/**
+ * RocketMQ's `CommitRealTimeService`, for the write-buffer pool (store reference §4.9): every
+ * `commitIntervalCommitLog` (200 ms), or when a put wakes it, it writes the buffered bytes to the
+ * file if at least `commitCommitLogLeastPages` (4) pages wait, and everything at least every
+ * `commitCommitLogThoroughInterval` (200 ms). A commit that made progress wakes the flusher.
+ */
+export class CommitRealTimeService extends ServiceThread {
+  readonly #ctx: FlushContext;
+  #lastCommitTimestamp = 0;
+
+  constructor(ctx: FlushContext, logger: Logger) {
+    super(logger);
+    this.#ctx = ctx;
+  }
+
+  getServiceName(): string {
+    return 'CommitRealTimeService';
+  }
+
+  protected async run(): Promise<void> {
+    const config = this.#ctx.config;
+    while (!this.isStopped()) {
+      let commitLeastPages = config.commitCommitLogLeastPages;
+      const begin = Date.now();
+      if (begin >= this.#lastCommitTimestamp + config.commitCommitLogThoroughInterval) {
+        this.#lastCommitTimestamp = begin;
+        commitLeastPages = 0;
+      }
+      try {
+        const noProgress = await this.#ctx.commitOnce(commitLeastPages);
+        if (!noProgress) {
+          this.#lastCommitTimestamp = Date.now();
+          this.#ctx.wakeUpFlush();
+        }
+        const costMs = Date.now() - begin;
+        if (costMs > FLUSH_SLOW_LOG_THRESHOLD_MS) {
+          this.logger.warn({ costMs }, 'committing the write buffers to the commit log was slow');
+        }
+      } catch (err) {
+        this.#ctx.onIoError(err);
+      }
+      await this.waitForRunning(config.commitIntervalCommitLog);
+    }
+    let noProgress = false;
+    for (let i = 0; i < FLUSH_RETRY_TIMES_OVER && !noProgress; i++) {
+      try {
+        noProgress = await this.#ctx.commitOnce(0);
+      } catch (err) {
+        this.#ctx.onIoError(err);
+        break;
+      }
+    }
+  }
+}

@@ -1,0 +1,84 @@
+import type { StoreError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { PutMessageStatus } from '../status.js';
+import { FixedDeque } from '../util/fixed-deque.js';
+import type { FlushRequest } from './group-commit-request.js';
+import { ServiceThread } from './service-thread.js';
+
+/**
+ * RocketMQ's `FlushDiskWatcher`: completes every request that is not durable by its deadline with
+ * FLUSH_DISK_TIMEOUT, so a stuck disk gives the caller an answer instead of a hang. Requests
+ * arrive in put order with the same timeout, so deadlines are in order too: only the oldest one
+ * ever needs a timer.
+ */
+
+/** How often the oldest pending request is looked at, ms (RocketMQ sleeps up to 10 ms). */
+export const FLUSH_DISK_WATCHER_POLL_INTERVAL_MS = 10;
+/** With nothing to watch, the loop sleeps until the next `add` wakes it. */
+const IDLE_WAIT_MS = 60 * 1000;
+
+type AnyRequest = FlushRequest;
+
+export type TimeoutStatusOf = (request: AnyRequest) => PutMessageStatus;
+
+export class FlushDiskWatcher extends ServiceThread {
+  readonly #queue = new FixedDeque<AnyRequest>(1024);
+  readonly #timeoutStatusOf: TimeoutStatusOf;
+
+  /**
+   * `timeoutStatusOf` chooses the status of an expired request (FLUSH_DISK_TIMEOUT by default;
+   * the commit log answers SERVICE_NOT_AVAILABLE for bytes that never reached the file).
+   */
+  constructor(logger: Logger, timeoutStatusOf: TimeoutStatusOf = () => PutMessageStatus.FLUSH_DISK_TIMEOUT) {
+    super(logger);
+    this.#timeoutStatusOf = timeoutStatusOf;
+  }
+
+  getServiceName(): string {
+    return 'FlushDiskWatcher';
+  }
+
+  add(request: AnyRequest): void {
+    const wasEmpty = this.#queue.isEmpty();
+    this.#queue.push(request);
+    if (wasEmpty) this.wakeup();
+  }
+
+  /** Completes every pending request at once (an I/O error stopped writes). */
+  failAll(statusOf: TimeoutStatusOf, error: StoreError): void {
+    for (const request of this.#queue) {
+      if (!request.isDone()) request.wakeupCustomer(statusOf(request), error);
+    }
+  }
+
+  /** Requests not yet drained (done ones at the head are dropped on the next pass). */
+  queueSize(): number {
+    return this.#queue.size;
+  }
+
+  protected async run(): Promise<void> {
+    while (!this.isStopped()) {
+      const waitMs = this.checkTimeouts(performance.now());
+      await this.waitForRunning(waitMs);
+    }
+    // Whatever is left at shutdown was completed by the flush services' final passes or times out now.
+    for (const request of this.#queue.drain()) {
+      if (!request.isDone()) request.wakeupCustomer(this.#timeoutStatusOf(request));
+    }
+  }
+
+  /** Drops done requests, times out expired ones; returns how long to wait before looking again. */
+  checkTimeouts(now: number): number {
+    for (let head = this.#queue.peek(); head !== undefined; head = this.#queue.peek()) {
+      if (head.isDone()) {
+        this.#queue.shift();
+        continue;
+      }
+      const remaining = head.deadline - now;
+      if (remaining > 0.5) return Math.min(FLUSH_DISK_WATCHER_POLL_INTERVAL_MS, Math.ceil(remaining));
+      this.#queue.shift();
+      head.wakeupCustomer(this.#timeoutStatusOf(head));
+    }
+    return IDLE_WAIT_MS;
+  }
+}

@@ -1,0 +1,104 @@
+import type { Logger } from '../logger.js';
+import { PutMessageStatus } from '../status.js';
+import type { FlushContext } from './flush-context.js';
+import type { FlushRequest } from './group-commit-request.js';
+import { ServiceThread } from './service-thread.js';
+
+/**
+ * RocketMQ's `GroupCommitService` for SYNC_FLUSH (store reference §4.9). Puts add requests to
+ * `requestsWrite` and wake the service; at the end of every wait the lists are swapped, so the
+ * service works on `requestsRead` while new requests gather in the other list. One fdatasync
+ * serves every request whose `nextOffset` it covers: that is the group in group commit.
+ *
+ * A request is completed PUT_OK only when `flushedWhere >= nextOffset`, re-checked after every
+ * flush: `flush` handles one file per call, so a request whose bytes went to a freshly rolled
+ * segment needs a second flush, not a false timeout (RocketMQ #2274/#3408). With the write-buffer
+ * pool the flush can only reach what CommitRealTimeService has committed, so the service retries
+ * with 1 ms pauses instead of giving up at once (#7523). The request's deadline is enforced by
+ * FlushDiskWatcher; this loop stops retrying as soon as a request is done.
+ */
+
+/** Wait between passes without a wakeup, ms (RocketMQ: 10). */
+export const GROUP_COMMIT_WAIT_INTERVAL_MS = 10;
+/** Attempts to make one request durable before it is reported FLUSH_DISK_TIMEOUT (#7524). */
+export const FLUSH_RETRY_TIMES_MAX = 1000;
+/** Pause between attempts that made no progress, ms. */
+const FLUSH_RETRY_PAUSE_MS = 1;
+
+export class GroupCommitService extends ServiceThread {
+  readonly #ctx: FlushContext;
+  #requestsWrite: FlushRequest[] = [];
+  #requestsRead: FlushRequest[] = [];
+
+  constructor(ctx: FlushContext, logger: Logger) {
+    super(logger);
+    this.#ctx = ctx;
+  }
+
+  getServiceName(): string {
+    return 'GroupCommitService';
+  }
+
+  putRequest(request: FlushRequest): void {
+    this.#requestsWrite.push(request);
+    this.wakeup();
+  }
+
+  /** Requests not completed by this service yet (both lists). */
+  pendingRequestCount(): number {
+    return this.#requestsWrite.length + this.#requestsRead.length;
+  }
+
+  protected override onWaitEnd(): void {
+    this.#swapRequests();
+  }
+
+  #swapRequests(): void {
+    const read = this.#requestsRead;
+    this.#requestsRead = this.#requestsWrite;
+    this.#requestsWrite = read;
+  }
+
+  protected async run(): Promise<void> {
+    while (!this.isStopped()) {
+      await this.waitForRunning(GROUP_COMMIT_WAIT_INTERVAL_MS);
+      await this.doCommit();
+    }
+    // Final pass: serve whatever arrived before the stop.
+    this.#swapRequests();
+    await this.doCommit();
+    this.#swapRequests();
+    await this.doCommit();
+  }
+
+  async doCommit(): Promise<void> {
+    const requests = this.#requestsRead;
+    if (requests.length === 0) {
+      // Nothing waits, but messages put with waitStoreMsgOK=false still need flushing.
+      try {
+        if (!this.#ctx.transientStorePoolEnabled) await this.#ctx.commitAll();
+        await this.#ctx.flushOnce(0);
+      } catch (err) {
+        this.#ctx.onIoError(err);
+      }
+      return;
+    }
+    this.#requestsRead = [];
+    const mfq = this.#ctx.mappedFileQueue;
+    try {
+      for (const request of requests) {
+        let flushOK = mfq.flushedWhere >= request.nextOffset;
+        for (let i = 0; i < FLUSH_RETRY_TIMES_MAX && !flushOK && !request.isDone(); i++) {
+          if (!this.#ctx.transientStorePoolEnabled) await this.#ctx.commitAll();
+          const noProgress = await this.#ctx.flushOnce(0);
+          flushOK = mfq.flushedWhere >= request.nextOffset;
+          if (!flushOK && noProgress) await this.sleep(FLUSH_RETRY_PAUSE_MS);
+        }
+        request.wakeupCustomer(flushOK ? PutMessageStatus.PUT_OK : PutMessageStatus.FLUSH_DISK_TIMEOUT);
+      }
+    } catch (err) {
+      // onIoError fails every waiting request (with the status their bytes reached).
+      this.#ctx.onIoError(err);
+    }
+  }
+}

@@ -1,0 +1,20 @@
+/**
+ * The store's public API: `import { MessageStore } from 'rocketmq-ts/store'`. Everything else in
+ * `store/` is internal and may change.
+ */
+
+export type { AppendResultView, CommitLogRecoveryReport, PutMessageResult } from './commitlog/commit-log.js';
+export type { MessageStoreConfig, MessageStoreConfigInput } from './config/message-store-config.js';
+export { createMessageStoreConfig } from './config/message-store-config.js';
+export type { StoreErrorCode } from './errors.js';
+export { StoreError } from './errors.js';
+export type { OpenMode, StoreFileHandle, StoreFileStat, StoreIO } from './io/store-io.js';
+export { NodeStoreIO, nodeStoreIO } from './io/store-io.js';
+export type { Logger } from './logger.js';
+export { silentLogger } from './logger.js';
+export type { BatchMessageItem, Message, MessageBatch, MessageExt } from './message/message.js';
+export { decodeOffsetMessageId } from './message/message-id.js';
+export type { MessageStoreOptions, RecoveryReport } from './message-store.js';
+export { MessageStore } from './message-store.js';
+export { RunningFlagBits, RunningFlags } from './running-flags.js';
+export { AppendMessageStatus, FlushDiskType, PutMessageStatus } from './status.js';

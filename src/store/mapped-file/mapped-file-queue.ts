@@ -1,0 +1,421 @@
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { StoreError } from '../errors.js';
+import type { StoreIO } from '../io/store-io.js';
+import type { Logger } from '../logger.js';
+import { offset2FileName } from '../message/message-format.js';
+import type { AllocateMappedFileService } from './allocate-mapped-file-service.js';
+import { MappedFile } from './mapped-file.js';
+import type { WriteBufferPool } from './write-buffer-pool.js';
+
+/**
+ * RocketMQ's `MappedFileQueue` (store reference §4.6): the ordered segments of one log, and how far
+ * the log is committed (`committedWhere`) and flushed (`flushedWhere`).
+ *
+ *   storePath/00000000000000000000  00000000000000001024  00000000000000002048 ...
+ *             |<---- fileSize ---->|<---- fileSize ---->|<----
+ *
+ * `flush` and `commit` handle ONE file per call, the one holding `flushedWhere`/`committedWhere`,
+ * exactly as RocketMQ: when that file is done, the position moves to the next file's start and the
+ * next call handles it. Callers that need an offset durable loop until it is (GroupCommitService).
+ */
+
+/** Segment names are the 20-digit start offset; anything else in the directory is ignored. */
+const SEGMENT_NAME_PATTERN = /^\d{20}$/;
+
+export interface MappedFileQueueOptions {
+  readonly storePath: string;
+  readonly mappedFileSize: number;
+  readonly io: StoreIO;
+  readonly writeBufferPool: WriteBufferPool;
+  readonly allocateMappedFileService?: AllocateMappedFileService | null;
+  readonly logger: Logger;
+}
+
+export class MappedFileQueue {
+  readonly storePath: string;
+  readonly mappedFileSize: number;
+  /** Offset up to which the log is fdatasync'ed. */
+  flushedWhere = 0;
+  /** Offset up to which the log is written to its files. */
+  committedWhere = 0;
+  /** Store timestamp of the last record known flushed (copied to the checkpoint). */
+  storeTimestamp = 0;
+
+  readonly #io: StoreIO;
+  readonly #pool: WriteBufferPool;
+  readonly #allocator: AllocateMappedFileService | null;
+  readonly #logger: Logger;
+  #mappedFiles: MappedFile[] = [];
+  /** RocketMQ marks commit and flush `synchronized`; these chains do the same for async calls. */
+  #commitChain: Promise<unknown> = Promise.resolve();
+  #flushChain: Promise<unknown> = Promise.resolve();
+  /** Why the last segment creation failed (for the put result). */
+  lastCreateError: Error | null = null;
+
+  constructor(options: MappedFileQueueOptions) {
+    this.storePath = options.storePath;
+    this.mappedFileSize = options.mappedFileSize;
+    this.#io = options.io;
+    this.#pool = options.writeBufferPool;
+    this.#allocator = options.allocateMappedFileService ?? null;
+    this.#logger = options.logger;
+  }
+
+  /**
+   * Opens every segment in the directory (creating the directory if needed). A zero-length LAST
+   * file is deleted (a crash during creation, RocketMQ #6904); any other file of the wrong size,
+   * or a missing segment between two others, fails the load with `ERR_STORE_FILE_INVALID`.
+   */
+  load(): void {
+    this.#io.mkdirSync(this.storePath);
+    const names = this.#io
+      .readdirSync(this.storePath)
+      .filter((name) => {
+        if (SEGMENT_NAME_PATTERN.test(name)) return true;
+        this.#logger.warn({ dir: this.storePath, name }, 'ignoring a file that is not a segment');
+        return false;
+      })
+      .sort();
+    const files: MappedFile[] = [];
+    try {
+      for (let i = 0; i < names.length; i++) {
+        const name = names[i] as string;
+        const filePath = path.join(this.storePath, name);
+        const stat = this.#io.statSync(filePath);
+        if (stat === null || stat.isDirectory) continue;
+        if (stat.size === 0 && i === names.length - 1) {
+          this.#logger.warn(
+            { filePath },
+            'deleting a zero-length last segment (a crash during its creation)',
+          );
+          this.#io.unlinkSync(filePath);
+          this.#io.fsyncDirectorySync(this.storePath);
+          continue;
+        }
+        if (stat.size !== this.mappedFileSize) {
+          throw new StoreError(
+            'ERR_STORE_FILE_INVALID',
+            `segment ${filePath} is ${stat.size} bytes but mappedFileSize is ${this.mappedFileSize}`,
+          );
+        }
+        const offset = Number(name);
+        if (offset % this.mappedFileSize !== 0) {
+          throw new StoreError(
+            'ERR_STORE_FILE_INVALID',
+            `segment ${filePath} starts at ${offset}, not a multiple of mappedFileSize ${this.mappedFileSize}`,
+          );
+        }
+        const previous = files.at(-1);
+        if (previous !== undefined && previous.fileFromOffset + this.mappedFileSize !== offset) {
+          throw new StoreError(
+            'ERR_STORE_FILE_INVALID',
+            `segment ${offset2FileName(previous.fileFromOffset + this.mappedFileSize)} is missing in ${this.storePath}`,
+          );
+        }
+        files.push(MappedFile.open(this.#io, filePath, this.mappedFileSize, this.#pool));
+      }
+    } catch (err) {
+      for (const file of files) file.close();
+      throw err;
+    }
+    this.#mappedFiles = files;
+  }
+
+  getMappedFiles(): readonly MappedFile[] {
+    return this.#mappedFiles;
+  }
+
+  getFirstMappedFile(): MappedFile | null {
+    return this.#mappedFiles[0] ?? null;
+  }
+
+  /**
+   * Without arguments: the last segment or null. With `startOffset`: the segment to append to,
+   * creating it (and pre-creating the next) when there is none or the last is full.
+   */
+  getLastMappedFile(): MappedFile | null;
+  getLastMappedFile(startOffset: number, needCreate?: boolean): MappedFile | null;
+  getLastMappedFile(startOffset?: number, needCreate = true): MappedFile | null {
+    const last = this.#mappedFiles.at(-1) ?? null;
+    if (startOffset === undefined) return last;
+    let createOffset = -1;
+    if (last === null) createOffset = startOffset - (startOffset % this.mappedFileSize);
+    else if (last.isFull()) createOffset = last.fileFromOffset + this.mappedFileSize;
+    if (createOffset === -1 || !needCreate) return last;
+    return this.#createMappedFile(createOffset);
+  }
+
+  #createMappedFile(createOffset: number): MappedFile | null {
+    const nextFilePath = path.join(this.storePath, offset2FileName(createOffset));
+    const nextNextFilePath = path.join(this.storePath, offset2FileName(createOffset + this.mappedFileSize));
+    let file: MappedFile;
+    try {
+      file =
+        this.#allocator !== null
+          ? this.#allocator.putRequestAndReturnMappedFile(
+              nextFilePath,
+              nextNextFilePath,
+              this.mappedFileSize,
+              this.#pool,
+            )
+          : MappedFile.create(this.#io, nextFilePath, this.mappedFileSize, this.#pool);
+    } catch (err) {
+      this.lastCreateError = err as Error;
+      this.#logger.error({ err, filePath: nextFilePath }, 'creating a segment failed');
+      return null;
+    }
+    file.firstCreateInQueue = this.#mappedFiles.length === 0;
+    this.#mappedFiles.push(file);
+    this.lastCreateError = null;
+    return file;
+  }
+
+  /**
+   * The segment holding `offset`, or null. The index is computed from the first file's offset;
+   * if the list does not match (it never should), a linear scan still finds the file.
+   */
+  findMappedFileByOffset(offset: number, returnFirstOnNotFound = false): MappedFile | null {
+    const first = this.#mappedFiles[0];
+    const last = this.#mappedFiles.at(-1);
+    if (first === undefined || last === undefined) return null;
+    if (offset >= first.fileFromOffset && offset < last.fileFromOffset + this.mappedFileSize) {
+      const index =
+        Math.floor(offset / this.mappedFileSize) - Math.floor(first.fileFromOffset / this.mappedFileSize);
+      const candidate = this.#mappedFiles[index];
+      if (
+        candidate !== undefined &&
+        offset >= candidate.fileFromOffset &&
+        offset < candidate.fileFromOffset + this.mappedFileSize
+      ) {
+        return candidate;
+      }
+      for (const file of this.#mappedFiles) {
+        if (offset >= file.fileFromOffset && offset < file.fileFromOffset + this.mappedFileSize) return file;
+      }
+    }
+    return returnFirstOnNotFound ? first : null;
+  }
+
+  /** End of the readable (committed) bytes of the log; 0 when empty. */
+  getMaxOffset(): number {
+    const last = this.#mappedFiles.at(-1);
+    return last === undefined ? 0 : last.fileFromOffset + last.getReadPosition();
+  }
+
+  /** End of everything appended, committed or not; 0 when empty. */
+  getMaxWrotePosition(): number {
+    const last = this.#mappedFiles.at(-1);
+    return last === undefined ? 0 : last.fileFromOffset + last.wrotePosition;
+  }
+
+  /** Start offset of the first segment, -1 when empty. */
+  getMinOffset(): number {
+    const first = this.#mappedFiles[0];
+    return first === undefined ? -1 : first.fileFromOffset;
+  }
+
+  /** Bytes the log's segments take on disk (RocketMQ's `getMappedMemorySize`). */
+  getMappedMemorySize(): number {
+    return this.#mappedFiles.length * this.mappedFileSize;
+  }
+
+  /** Bytes appended but not committed yet. */
+  remainHowManyDataToCommit(): number {
+    return this.getMaxWrotePosition() - this.committedWhere;
+  }
+
+  /** Bytes committed but not flushed yet. */
+  remainHowManyDataToFlush(): number {
+    return this.getMaxOffset() - this.flushedWhere;
+  }
+
+  /** Flushes the file holding `flushedWhere`. Returns true when nothing moved (RocketMQ's sense). */
+  flush(flushLeastPages: number): Promise<boolean> {
+    const next = this.#flushChain.then(() => this.#flush0(flushLeastPages));
+    this.#flushChain = next.catch(() => undefined);
+    return next;
+  }
+
+  async #flush0(flushLeastPages: number): Promise<boolean> {
+    const file = this.findMappedFileByOffset(this.flushedWhere, this.flushedWhere === 0);
+    if (file === null) return true;
+    const offset = await file.flush(flushLeastPages);
+    const where = file.fileFromOffset + offset;
+    const noProgress = where === this.flushedWhere;
+    assert.ok(where >= this.flushedWhere || this.flushedWhere === 0, 'flushedWhere never moves back');
+    this.flushedWhere = where;
+    // RocketMQ copies the file's timestamp only on full flushes because it captures it before the
+    // sync and cannot tell what the sync covered; ours is the timestamp of the last flushed record.
+    this.storeTimestamp = Math.max(this.storeTimestamp, file.flushedStoreTimestamp);
+    return noProgress;
+  }
+
+  /** Commits the file holding `committedWhere`. Returns true when nothing moved. */
+  commit(commitLeastPages: number): Promise<boolean> {
+    const next = this.#commitChain.then(() => this.#commit0(commitLeastPages));
+    this.#commitChain = next.catch(() => undefined);
+    return next;
+  }
+
+  async #commit0(commitLeastPages: number): Promise<boolean> {
+    const file = this.findMappedFileByOffset(this.committedWhere, this.committedWhere === 0);
+    if (file === null) return true;
+    const offset = await file.commit(commitLeastPages);
+    const where = file.fileFromOffset + offset;
+    const noProgress = where === this.committedWhere;
+    this.committedWhere = where;
+    return noProgress;
+  }
+
+  /**
+   * Recovery: everything at or after `offset` goes. Files that start after it are deleted; the
+   * file holding it gets its positions moved back (its bytes past `offset` stay on disk).
+   */
+  truncateDirtyFiles(offset: number): void {
+    const keep: MappedFile[] = [];
+    for (const file of this.#mappedFiles) {
+      const fileTail = file.fileFromOffset + this.mappedFileSize;
+      if (fileTail <= offset) {
+        keep.push(file);
+      } else if (offset >= file.fileFromOffset) {
+        file.setPositions(offset % this.mappedFileSize);
+        keep.push(file);
+      } else {
+        this.#destroyOrThrow(file);
+      }
+    }
+    this.#mappedFiles = keep;
+  }
+
+  #destroyOrThrow(file: MappedFile): void {
+    if (!file.destroy(1000)) {
+      throw new StoreError(
+        'ERR_STORE_FILE_INVALID',
+        `segment ${file.fileName} is still in use and cannot be deleted`,
+      );
+    }
+  }
+
+  /** Deletes the last segment (consume queue truncation). */
+  deleteLastMappedFile(): void {
+    const last = this.#mappedFiles.at(-1);
+    if (last === undefined) return;
+    this.#destroyOrThrow(last);
+    this.#mappedFiles.pop();
+  }
+
+  /**
+   * Retention by age (store reference §4.6): deletes leading files, never the last one, whose
+   * mtime is older than `expiredTimeMs` (or all of them when `cleanImmediately`), at most
+   * `deleteFilesBatchMax`, stopping at the first file that is not expired or still in use.
+   */
+  deleteExpiredFileByTime(
+    expiredTimeMs: number,
+    intervalForciblyMs: number,
+    cleanImmediately: boolean,
+    deleteFilesBatchMax: number,
+    now: number = Date.now(),
+  ): number {
+    const deleted: MappedFile[] = [];
+    for (const file of this.#mappedFiles.slice(0, -1)) {
+      const stat = this.#io.statSync(file.fileName);
+      const expired = stat !== null && now >= stat.mtimeMs + expiredTimeMs;
+      if (!expired && !cleanImmediately) break;
+      if (!file.destroy(intervalForciblyMs)) break;
+      deleted.push(file);
+      if (deleted.length >= deleteFilesBatchMax) break;
+    }
+    this.#removeDeleted(deleted);
+    return deleted.length;
+  }
+
+  /**
+   * Retention by offset, for logs of fixed-size units (consume queues): deletes leading files,
+   * never the last, whose last unit points below `minPhyOffset` (its first 8 bytes).
+   */
+  deleteExpiredFileByOffset(minPhyOffset: number, unitSizeBytes: number): number {
+    const deleted: MappedFile[] = [];
+    for (const file of this.#mappedFiles.slice(0, -1)) {
+      const unit = file.readSync(this.mappedFileSize - unitSizeBytes, unitSizeBytes);
+      let destroy: boolean;
+      if (unit !== null) {
+        const hi = unit.readInt32BE(0);
+        const lo = unit.readUInt32BE(4);
+        destroy = hi * 2 ** 32 + lo < minPhyOffset;
+      } else {
+        // A file that cannot be read any more is a "hanged" one from an earlier failed destroy.
+        destroy = !file.isAvailable();
+      }
+      if (!destroy || !file.destroy(60 * 1000)) break;
+      deleted.push(file);
+    }
+    this.#removeDeleted(deleted);
+    return deleted.length;
+  }
+
+  /** Retries deleting the first file when an earlier destroy left it unavailable but referenced. */
+  retryDeleteFirstFile(intervalForciblyMs: number): boolean {
+    const first = this.#mappedFiles[0];
+    if (first === undefined || first.isAvailable()) return false;
+    if (!first.destroy(intervalForciblyMs)) return false;
+    this.#removeDeleted([first]);
+    return true;
+  }
+
+  #removeDeleted(deleted: readonly MappedFile[]): void {
+    if (deleted.length === 0) return;
+    const gone = new Set(deleted);
+    this.#mappedFiles = this.#mappedFiles.filter((file) => !gone.has(file));
+    this.#io.fsyncDirectorySync(this.storePath);
+  }
+
+  /**
+   * Drops every file after `offset` and moves the positions of the file holding it there. Refuses
+   * (returns false) to throw away more than two files' worth, as RocketMQ does.
+   */
+  resetOffset(offset: number): boolean {
+    const last = this.#mappedFiles.at(-1);
+    if (last === undefined) return true;
+    const lastOffset = last.fileFromOffset + last.wrotePosition;
+    if (lastOffset - offset > this.mappedFileSize * 2) return false;
+    while (this.#mappedFiles.length > 0) {
+      const file = this.#mappedFiles.at(-1) as MappedFile;
+      if (offset >= file.fileFromOffset) {
+        file.setPositions(offset - file.fileFromOffset);
+        break;
+      }
+      this.#destroyOrThrow(file);
+      this.#mappedFiles.pop();
+    }
+    this.flushedWhere = Math.min(this.flushedWhere, offset);
+    this.committedWhere = Math.min(this.committedWhere, offset);
+    return true;
+  }
+
+  /** Problems in the file list (RocketMQ's `checkSelf` logs them as "[BUG]"). */
+  checkSelf(): string[] {
+    const problems: string[] = [];
+    for (let i = 1; i < this.#mappedFiles.length; i++) {
+      const previous = this.#mappedFiles[i - 1] as MappedFile;
+      const current = this.#mappedFiles[i] as MappedFile;
+      if (current.fileFromOffset - previous.fileFromOffset !== this.mappedFileSize) {
+        problems.push(`${previous.fileName} and ${current.fileName} are not adjacent`);
+      }
+    }
+    return problems;
+  }
+
+  /** Closes every file, keeping them on disk. */
+  shutdown(): void {
+    for (const file of this.#mappedFiles) file.close();
+  }
+
+  /** Deletes every file and the directory's contents (tests, topic deletion). */
+  destroy(): void {
+    for (const file of this.#mappedFiles) this.#destroyOrThrow(file);
+    this.#mappedFiles = [];
+    this.flushedWhere = 0;
+    this.committedWhere = 0;
+  }
+}

@@ -1,0 +1,520 @@
+import zlib from 'node:zlib';
+import type { MessageStoreConfig } from '../config/message-store-config.js';
+import { PutMessageStatus } from '../status.js';
+import { type HostAddress, parseHost } from './host.js';
+import { writeInt64BE } from './int64.js';
+import type { BatchMessageItem, Message, MessageBatch } from './message.js';
+import {
+  BLANK_MAGIC_CODE,
+  CRC_MASK,
+  calMsgLength,
+  END_FILE_MIN_BLANK_LENGTH_BYTES,
+  MESSAGE_RECORD_OVERHEAD_MAX_BYTES,
+  type MessageVersion,
+  magicCodeOf,
+  PROP_CRC_DIGITS,
+  PROP_CRC_RESERVED_BYTES,
+  PROPERTIES_LENGTH_MAX_BYTES,
+  TOPIC_LENGTH_MAX_BYTES,
+  TOPIC_LENGTH_V1_MAX_BYTES,
+} from './message-format.js';
+import {
+  checkProperty,
+  MessageConst,
+  type MessageProperties,
+  messageProperties2String,
+  PROPERTY_SEPARATOR,
+} from './message-properties.js';
+import { getTransactionValue, MessageSysFlag } from './message-sys-flag.js';
+
+/**
+ * RocketMQ's `MessageExtEncoder`, split in two because Node has no put lock to encode under:
+ *
+ * - `encodeMessage` / `encodeBatch` run before the put section: they validate, build the
+ *   properties bytes, compute the body CRC and the record length. A rejection is a status with
+ *   a reason, and nothing in the store has changed.
+ * - `writeRecord` runs inside the put section, straight into the segment's write buffer (one copy
+ *   of the body, not two), with the queue offset, physical offset and store timestamp that the
+ *   section assigned.
+ */
+
+/** Everything needed to write one record, except what the put section assigns. */
+export interface EncodedRecord {
+  readonly topicBytes: Buffer;
+  readonly version: MessageVersion;
+  readonly queueId: number;
+  readonly flag: number;
+  readonly body: Uint8Array;
+  readonly bodyCRC: number;
+  readonly sysFlag: number;
+  readonly bornTimestamp: number;
+  readonly bornHost: HostAddress;
+  readonly storeHost: HostAddress;
+  readonly reconsumeTimes: number;
+  readonly preparedTransactionOffset: number;
+  readonly propertiesBytes: Buffer;
+  /** A 0x02 must be added before the CRC tail (properties not ending in one). */
+  readonly propCrcNeedsSeparator: boolean;
+  readonly propCrc: boolean;
+  readonly msgLength: number;
+}
+
+export interface EncodedMessage {
+  readonly kind: 'single';
+  readonly topic: string;
+  readonly queueId: number;
+  readonly record: EncodedRecord;
+  readonly waitStoreMsgOK: boolean;
+  /** PREPARED and ROLLBACK transaction records take queue offset 0 and do not consume one. */
+  readonly consumesQueueOffset: boolean;
+}
+
+export interface EncodedBatch {
+  readonly kind: 'batch';
+  readonly topic: string;
+  readonly queueId: number;
+  readonly records: readonly EncodedRecord[];
+  readonly totalLength: number;
+  readonly waitStoreMsgOK: boolean;
+}
+
+export interface EncodeRejection {
+  readonly kind: 'rejected';
+  readonly status: PutMessageStatus;
+  /** Names the field that was wrong and why. */
+  readonly reason: string;
+}
+
+/** What the encoder needs from the store config (a subset, so tests can pass plain objects). */
+export type EncoderConfig = Pick<
+  MessageStoreConfig,
+  'maxMessageSize' | 'autoMessageVersionOnTopicLen' | 'enabledAppendPropCRC' | 'mappedFileSizeCommitLog'
+> & { readonly defaultStoreHost: HostAddress };
+
+const DEFAULT_BORN_HOST = '127.0.0.1:0';
+const INT32_MIN = -(2 ** 31);
+const INT32_MAX = 2 ** 31 - 1;
+/** RocketMQ's TopicValidator character set; it also keeps `consumequeue/{topic}` a plain name. */
+const TOPIC_PATTERN = /^[%|a-zA-Z0-9_-]+$/;
+
+interface TopicInfo {
+  readonly bytes: Buffer;
+  readonly version: MessageVersion;
+}
+const TOPIC_CACHE_SIZE_MAX = 4096;
+const topicCache = new Map<string, TopicInfo | string>();
+
+function reject(status: PutMessageStatus, reason: string): EncodeRejection {
+  return { kind: 'rejected', status, reason };
+}
+
+/** Validates a topic once and caches the encoded bytes (or the reason it is illegal). */
+function topicInfo(topic: unknown, autoVersion: boolean): TopicInfo | string {
+  if (typeof topic !== 'string' || topic.length === 0) return 'topic is empty';
+  const key = autoVersion ? topic : `\u0000${topic}`;
+  const cached = topicCache.get(key);
+  if (cached !== undefined) return cached;
+  let info: TopicInfo | string;
+  const bytes = Buffer.from(topic, 'utf8');
+  if (!TOPIC_PATTERN.test(topic)) {
+    info = `topic ${JSON.stringify(topic)} contains characters outside [%|a-zA-Z0-9_-]`;
+  } else if (bytes.length > TOPIC_LENGTH_MAX_BYTES) {
+    info = `topic is ${bytes.length} bytes, more than ${TOPIC_LENGTH_MAX_BYTES}`;
+  } else if (bytes.length > TOPIC_LENGTH_V1_MAX_BYTES && !autoVersion) {
+    info = `topic is ${bytes.length} bytes, more than ${TOPIC_LENGTH_V1_MAX_BYTES}, and autoMessageVersionOnTopicLen is off`;
+  } else {
+    // RocketMQ counts UTF-16 chars here; bytes are what the int8 length field holds, so use bytes.
+    info = { bytes, version: bytes.length > TOPIC_LENGTH_V1_MAX_BYTES ? 2 : 1 };
+  }
+  if (topicCache.size >= TOPIC_CACHE_SIZE_MAX) topicCache.clear();
+  topicCache.set(key, info);
+  return info;
+}
+
+function isInt32(value: unknown): value is number {
+  return typeof value === 'number' && Number.isInteger(value) && value >= INT32_MIN && value <= INT32_MAX;
+}
+
+function isNonNegativeSafeInteger(value: unknown): value is number {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
+}
+
+function isBody(value: unknown): value is Uint8Array {
+  return value instanceof Uint8Array;
+}
+
+interface PropertiesInput {
+  readonly tags?: string | undefined;
+  readonly keys?: string | readonly string[] | undefined;
+  readonly properties?: MessageProperties | undefined;
+}
+
+/** Builds the properties string: user properties first, then TAGS and KEYS from their fields. */
+function buildProperties(
+  input: PropertiesInput,
+  extra: readonly (readonly [string, string])[],
+): string | EncodeRejection {
+  const pairs = new Map<string, string>();
+  if (input.properties !== undefined) {
+    if (typeof input.properties !== 'object' || input.properties === null) {
+      return reject(PutMessageStatus.MESSAGE_ILLEGAL, 'properties must be an object of strings');
+    }
+    for (const [name, value] of Object.entries(input.properties)) pairs.set(name, value);
+  }
+  if (input.tags !== undefined) {
+    if (typeof input.tags !== 'string')
+      return reject(PutMessageStatus.MESSAGE_ILLEGAL, 'tags must be a string');
+    pairs.set(MessageConst.PROPERTY_TAGS, input.tags);
+  }
+  if (input.keys !== undefined) {
+    const keys =
+      typeof input.keys === 'string' ? input.keys : Array.isArray(input.keys) ? input.keys.join(' ') : null;
+    if (keys === null)
+      return reject(PutMessageStatus.MESSAGE_ILLEGAL, 'keys must be a string or an array of strings');
+    pairs.set(MessageConst.PROPERTY_KEYS, keys);
+  }
+  for (const [name, value] of extra) pairs.set(name, value);
+  for (const [name, value] of pairs) {
+    const problem = checkProperty(name, value);
+    if (problem !== null) return reject(PutMessageStatus.MESSAGE_ILLEGAL, problem);
+  }
+  return messageProperties2String(pairs);
+}
+
+interface RecordInput {
+  readonly topic: TopicInfo;
+  readonly queueId: number;
+  readonly flag: number;
+  readonly body: Uint8Array;
+  readonly sysFlag: number;
+  readonly bornTimestamp: number;
+  readonly bornHost: HostAddress;
+  readonly storeHost: HostAddress;
+  readonly reconsumeTimes: number;
+  readonly preparedTransactionOffset: number;
+  readonly properties: string;
+}
+
+function buildRecord(input: RecordInput, config: EncoderConfig): EncodedRecord | EncodeRejection {
+  if (input.body.length > config.maxMessageSize) {
+    return reject(
+      PutMessageStatus.MESSAGE_ILLEGAL,
+      `body is ${input.body.length} bytes, more than maxMessageSize ${config.maxMessageSize}`,
+    );
+  }
+  let propertiesBytes = Buffer.from(input.properties, 'utf8');
+  let propCrcNeedsSeparator = false;
+  let propertiesLength = propertiesBytes.length;
+  if (config.enabledAppendPropCRC) {
+    propCrcNeedsSeparator = propertiesLength > 0 && propertiesBytes[propertiesLength - 1] !== 0x02;
+    propertiesLength += (propCrcNeedsSeparator ? 1 : 0) + PROP_CRC_RESERVED_BYTES;
+  }
+  if (propertiesLength > PROPERTIES_LENGTH_MAX_BYTES) {
+    return reject(
+      PutMessageStatus.PROPERTIES_SIZE_EXCEEDED,
+      `properties are ${propertiesLength} bytes, more than ${PROPERTIES_LENGTH_MAX_BYTES}`,
+    );
+  }
+  let sysFlag = input.sysFlag & ~(MessageSysFlag.BORNHOST_V6_FLAG | MessageSysFlag.STOREHOSTADDRESS_V6_FLAG);
+  if (input.bornHost.v6) sysFlag |= MessageSysFlag.BORNHOST_V6_FLAG;
+  if (input.storeHost.v6) sysFlag |= MessageSysFlag.STOREHOSTADDRESS_V6_FLAG;
+  const msgLength = calMsgLength(
+    input.topic.version,
+    sysFlag,
+    input.body.length,
+    input.topic.bytes.length,
+    propertiesLength,
+  );
+  const recordMax = config.maxMessageSize + MESSAGE_RECORD_OVERHEAD_MAX_BYTES;
+  if (msgLength > recordMax) {
+    return reject(PutMessageStatus.MESSAGE_ILLEGAL, `record is ${msgLength} bytes, more than ${recordMax}`);
+  }
+  if (msgLength + END_FILE_MIN_BLANK_LENGTH_BYTES > config.mappedFileSizeCommitLog) {
+    return reject(
+      PutMessageStatus.MESSAGE_ILLEGAL,
+      `record is ${msgLength} bytes and cannot fit in a ${config.mappedFileSizeCommitLog}-byte commit log segment`,
+    );
+  }
+  if (propertiesBytes.length === 0) propertiesBytes = EMPTY;
+  return {
+    topicBytes: input.topic.bytes,
+    version: input.topic.version,
+    queueId: input.queueId,
+    flag: input.flag,
+    body: input.body,
+    bodyCRC: zlib.crc32(input.body) & CRC_MASK,
+    sysFlag,
+    bornTimestamp: input.bornTimestamp,
+    bornHost: input.bornHost,
+    storeHost: input.storeHost,
+    reconsumeTimes: input.reconsumeTimes,
+    preparedTransactionOffset: input.preparedTransactionOffset,
+    propertiesBytes,
+    propCrcNeedsSeparator,
+    propCrc: config.enabledAppendPropCRC,
+    msgLength,
+  };
+}
+
+const EMPTY = Buffer.alloc(0);
+
+interface CommonFields {
+  readonly topic: TopicInfo;
+  readonly queueId: number;
+  readonly bornTimestamp: number;
+  readonly bornHost: HostAddress;
+  readonly storeHost: HostAddress;
+}
+
+function commonFields(
+  msg: {
+    readonly topic: unknown;
+    readonly queueId: unknown;
+    readonly bornTimestamp?: unknown;
+    readonly bornHost?: unknown;
+    readonly storeHost?: unknown;
+  },
+  config: EncoderConfig,
+  now: number,
+): CommonFields | EncodeRejection {
+  const topic = topicInfo(msg.topic, config.autoMessageVersionOnTopicLen);
+  if (typeof topic === 'string') return reject(PutMessageStatus.MESSAGE_ILLEGAL, topic);
+  if (!isInt32(msg.queueId) || msg.queueId < 0) {
+    return reject(PutMessageStatus.MESSAGE_ILLEGAL, `queueId must be an integer from 0 to ${INT32_MAX}`);
+  }
+  const bornTimestamp = msg.bornTimestamp ?? now;
+  if (!isNonNegativeSafeInteger(bornTimestamp)) {
+    return reject(PutMessageStatus.MESSAGE_ILLEGAL, 'bornTimestamp must be a non-negative integer (ms)');
+  }
+  const bornHostText = msg.bornHost ?? DEFAULT_BORN_HOST;
+  const bornHost = typeof bornHostText === 'string' ? parseHost(bornHostText) : null;
+  if (bornHost === null) {
+    return reject(
+      PutMessageStatus.MESSAGE_ILLEGAL,
+      `bornHost ${JSON.stringify(bornHostText)} is not ip:port`,
+    );
+  }
+  let storeHost = config.defaultStoreHost;
+  if (msg.storeHost !== undefined) {
+    const parsed = typeof msg.storeHost === 'string' ? parseHost(msg.storeHost) : null;
+    if (parsed === null) {
+      return reject(
+        PutMessageStatus.MESSAGE_ILLEGAL,
+        `storeHost ${JSON.stringify(msg.storeHost)} is not ip:port`,
+      );
+    }
+    storeHost = parsed;
+  }
+  return { topic, queueId: msg.queueId, bornTimestamp, bornHost, storeHost };
+}
+
+function waitStoreMsgOKOf(
+  explicit: unknown,
+  properties: MessageProperties | undefined,
+): boolean | EncodeRejection {
+  if (explicit !== undefined) {
+    if (typeof explicit !== 'boolean')
+      return reject(PutMessageStatus.MESSAGE_ILLEGAL, 'waitStoreMsgOK must be a boolean');
+    return explicit;
+  }
+  const wait = properties?.[MessageConst.PROPERTY_WAIT_STORE_MSG_OK];
+  return wait === undefined || wait === 'true';
+}
+
+export function encodeMessage(
+  msg: Message,
+  config: EncoderConfig,
+  now: number,
+): EncodedMessage | EncodeRejection {
+  if (typeof msg !== 'object' || msg === null)
+    return reject(PutMessageStatus.MESSAGE_ILLEGAL, 'message must be an object');
+  const common = commonFields(msg, config, now);
+  if ('kind' in common) return common;
+  if (!isBody(msg.body))
+    return reject(PutMessageStatus.MESSAGE_ILLEGAL, 'body must be a Buffer or Uint8Array');
+  const flag = msg.flag ?? 0;
+  if (!isInt32(flag)) return reject(PutMessageStatus.MESSAGE_ILLEGAL, 'flag must be an int32');
+  const sysFlag = msg.sysFlag ?? 0;
+  if (!isInt32(sysFlag)) return reject(PutMessageStatus.MESSAGE_ILLEGAL, 'sysFlag must be an int32');
+  const reconsumeTimes = msg.reconsumeTimes ?? 0;
+  if (!isInt32(reconsumeTimes) || reconsumeTimes < 0) {
+    return reject(PutMessageStatus.MESSAGE_ILLEGAL, 'reconsumeTimes must be a non-negative int32');
+  }
+  const preparedTransactionOffset = msg.preparedTransactionOffset ?? 0;
+  if (!isNonNegativeSafeInteger(preparedTransactionOffset)) {
+    return reject(
+      PutMessageStatus.MESSAGE_ILLEGAL,
+      'preparedTransactionOffset must be a non-negative integer',
+    );
+  }
+  const waitStoreMsgOK = waitStoreMsgOKOf(msg.waitStoreMsgOK, msg.properties);
+  if (typeof waitStoreMsgOK !== 'boolean') return waitStoreMsgOK;
+  // The record says what the put did: WAIT=false is kept, as RocketMQ's client writes it.
+  const extra: (readonly [string, string])[] =
+    msg.waitStoreMsgOK === false ? [[MessageConst.PROPERTY_WAIT_STORE_MSG_OK, 'false']] : [];
+  const properties = buildProperties(msg, extra);
+  if (typeof properties !== 'string') return properties;
+  const record = buildRecord(
+    { ...common, flag, body: msg.body, sysFlag, reconsumeTimes, preparedTransactionOffset, properties },
+    config,
+  );
+  if ('kind' in record) return record;
+  const tx = getTransactionValue(record.sysFlag);
+  return {
+    kind: 'single',
+    topic: msg.topic,
+    queueId: msg.queueId,
+    record,
+    waitStoreMsgOK,
+    consumesQueueOffset:
+      tx !== MessageSysFlag.TRANSACTION_PREPARED_TYPE && tx !== MessageSysFlag.TRANSACTION_ROLLBACK_TYPE,
+  };
+}
+
+export function encodeBatch(
+  batch: MessageBatch,
+  config: EncoderConfig,
+  now: number,
+): EncodedBatch | EncodeRejection {
+  if (typeof batch !== 'object' || batch === null)
+    return reject(PutMessageStatus.MESSAGE_ILLEGAL, 'batch must be an object');
+  const common = commonFields(batch, config, now);
+  if ('kind' in common) return common;
+  if (!Array.isArray(batch.messages) || batch.messages.length === 0) {
+    return reject(PutMessageStatus.MESSAGE_ILLEGAL, 'a batch needs at least one message');
+  }
+  const waitStoreMsgOK = waitStoreMsgOKOf(batch.waitStoreMsgOK, undefined);
+  if (typeof waitStoreMsgOK !== 'boolean') return waitStoreMsgOK;
+  const records: EncodedRecord[] = [];
+  let totalLength = 0;
+  let totalBody = 0;
+  for (let i = 0; i < batch.messages.length; i++) {
+    const item: BatchMessageItem | undefined = batch.messages[i];
+    if (typeof item !== 'object' || item === null || !isBody(item.body)) {
+      return reject(
+        PutMessageStatus.MESSAGE_ILLEGAL,
+        `batch message ${i}: body must be a Buffer or Uint8Array`,
+      );
+    }
+    const flag = item.flag ?? 0;
+    if (!isInt32(flag))
+      return reject(PutMessageStatus.MESSAGE_ILLEGAL, `batch message ${i}: flag must be an int32`);
+    if (item.properties?.[MessageConst.PROPERTY_DELAY_TIME_LEVEL] !== undefined) {
+      return reject(
+        PutMessageStatus.MESSAGE_ILLEGAL,
+        `batch message ${i}: a batch cannot carry a delay level`,
+      );
+    }
+    const properties = buildProperties(item, []);
+    if (typeof properties !== 'string')
+      return reject(properties.status, `batch message ${i}: ${properties.reason}`);
+    totalBody += item.body.length;
+    const record = buildRecord(
+      {
+        ...common,
+        flag,
+        body: item.body,
+        sysFlag: 0,
+        reconsumeTimes: 0,
+        preparedTransactionOffset: 0,
+        properties,
+      },
+      config,
+    );
+    if ('kind' in record) return reject(record.status, `batch message ${i}: ${record.reason}`);
+    records.push(record);
+    totalLength += record.msgLength;
+  }
+  // RocketMQ limits the batch body (all elements) by maxMessageSize.
+  if (totalBody > config.maxMessageSize) {
+    return reject(
+      PutMessageStatus.MESSAGE_ILLEGAL,
+      `batch bodies total ${totalBody} bytes, more than maxMessageSize ${config.maxMessageSize}`,
+    );
+  }
+  if (totalLength + END_FILE_MIN_BLANK_LENGTH_BYTES > config.mappedFileSizeCommitLog) {
+    return reject(
+      PutMessageStatus.MESSAGE_ILLEGAL,
+      `batch is ${totalLength} bytes and cannot fit in a ${config.mappedFileSizeCommitLog}-byte commit log segment`,
+    );
+  }
+  return { kind: 'batch', topic: batch.topic, queueId: batch.queueId, records, totalLength, waitStoreMsgOK };
+}
+
+/**
+ * Writes one record at `pos`. Runs inside the put section; `buf` has `record.msgLength` bytes of
+ * room at `pos` (asserted by the caller). Returns the position after the record.
+ */
+export function writeRecord(
+  buf: Buffer,
+  pos: number,
+  record: EncodedRecord,
+  queueOffset: number,
+  physicalOffset: number,
+  storeTimestamp: number,
+): number {
+  const start = pos;
+  buf.writeInt32BE(record.msgLength, pos);
+  buf.writeInt32BE(magicCodeOf(record.version), pos + 4);
+  buf.writeInt32BE(record.bodyCRC, pos + 8);
+  buf.writeInt32BE(record.queueId, pos + 12);
+  buf.writeInt32BE(record.flag, pos + 16);
+  writeInt64BE(buf, queueOffset, pos + 20);
+  writeInt64BE(buf, physicalOffset, pos + 28);
+  buf.writeInt32BE(record.sysFlag, pos + 36);
+  writeInt64BE(buf, record.bornTimestamp, pos + 40);
+  pos += 48;
+  pos += record.bornHost.bytes.copy(buf, pos);
+  writeInt64BE(buf, storeTimestamp, pos);
+  pos += 8;
+  pos += record.storeHost.bytes.copy(buf, pos);
+  buf.writeInt32BE(record.reconsumeTimes, pos);
+  writeInt64BE(buf, record.preparedTransactionOffset, pos + 4);
+  buf.writeInt32BE(record.body.length, pos + 12);
+  pos += 16;
+  buf.set(record.body, pos);
+  pos += record.body.length;
+  if (record.version === 1) {
+    buf.writeInt8(record.topicBytes.length, pos);
+    pos += 1;
+  } else {
+    buf.writeInt16BE(record.topicBytes.length, pos);
+    pos += 2;
+  }
+  pos += record.topicBytes.copy(buf, pos);
+  const propertiesLength = record.msgLength - (pos + 2 - start);
+  buf.writeInt16BE(propertiesLength, pos);
+  pos += 2;
+  pos += record.propertiesBytes.copy(buf, pos);
+  if (record.propCrc) {
+    if (record.propCrcNeedsSeparator) {
+      buf[pos] = 0x02;
+      pos += 1;
+    }
+    pos = writePropCrc(buf, start, pos, record.msgLength);
+  }
+  return pos;
+}
+
+/**
+ * The optional whole-record CRC (store reference §2.4): `__CRC32#` 0x01, ten digits least
+ * significant first, 0x02, over the record bytes before these 20.
+ */
+function writePropCrc(buf: Buffer, start: number, pos: number, msgLength: number): number {
+  const crc = zlib.crc32(buf.subarray(start, start + msgLength - PROP_CRC_RESERVED_BYTES)) & CRC_MASK;
+  pos += buf.write(MessageConst.PROPERTY_CRC32, pos, 'latin1');
+  buf[pos++] = 0x01;
+  let value = crc;
+  for (let i = 0; i < PROP_CRC_DIGITS; i++) {
+    buf[pos++] = 0x30 + (value % 10);
+    value = Math.floor(value / 10);
+  }
+  buf[pos++] = PROPERTY_SEPARATOR.charCodeAt(0);
+  return pos;
+}
+
+/** The BLANK end-of-file record: TOTALSIZE = the rest of the segment, MAGICCODE = BLANK. */
+export function writeBlankRecord(buf: Buffer, pos: number, maxBlank: number): void {
+  buf.writeInt32BE(maxBlank, pos);
+  buf.writeInt32BE(BLANK_MAGIC_CODE, pos + 4);
+}

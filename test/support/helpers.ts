@@ -1,0 +1,61 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import {
+  MessageStore,
+  type MessageStoreConfigInput,
+  type MessageStoreOptions,
+  silentLogger,
+} from '../../src/store/index.js';
+
+/** A fresh temporary directory, removed when the test ends (pass the test context). */
+export function tempDir(
+  t: { after: (fn: () => void | Promise<void>) => void },
+  prefix = 'rmq-test-',
+): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** Opens a store with a silent logger; shuts it down when the test ends if the test did not. */
+export async function openStore(
+  t: { after: (fn: () => void | Promise<void>) => void },
+  config: MessageStoreConfigInput,
+  options: MessageStoreOptions = {},
+): Promise<MessageStore> {
+  const store = await MessageStore.open(config, { logger: silentLogger, ...options });
+  t.after(() => store.shutdown());
+  return store;
+}
+
+/** The seed for randomised tests: TEST_SEED from the environment, else a fresh one (printed on failure by the caller). */
+export function testSeed(): number {
+  const fromEnv = process.env.TEST_SEED;
+  return fromEnv === undefined ? Math.floor(Math.random() * 2 ** 31) : Number(fromEnv);
+}
+
+/** A small deterministic PRNG (mulberry32) for seeded tests. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Waits for pending I/O callbacks and timers of 0 ms to run. */
+export function tick(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+export async function waitUntil(condition: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  const start = performance.now();
+  while (!condition()) {
+    if (performance.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+}
