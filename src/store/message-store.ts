@@ -105,7 +105,13 @@ export class MessageStore {
     try {
       io.mkdirSync(root);
     } catch (err) {
-      throw openError(err, `cannot create the store directory ${root}`);
+      // Whatever the errno (a recursive mkdir on a read-only file system reports ENOENT), a
+      // directory we cannot create is a directory we cannot write.
+      throw new StoreError(
+        'ERR_STORE_PATH_NOT_WRITABLE',
+        `cannot create the store directory ${root}: ${(err as Error).message}`,
+        { cause: err },
+      );
     }
     let lock: StoreLock;
     try {
@@ -269,8 +275,12 @@ export class MessageStore {
       await this.#checkpoint.shutdown();
       if (this.#runningFlags.isWriteable()) {
         const abortPath = path.join(this.#config.storePathRootDir, ABORT_FILE_NAME);
-        this.#io.unlinkSync(abortPath);
-        this.#io.fsyncDirectorySync(this.#config.storePathRootDir);
+        try {
+          this.#io.unlinkSync(abortPath);
+          this.#io.fsyncDirectorySync(this.#config.storePathRootDir);
+        } catch (err) {
+          if (errnoCode(err) !== 'ENOENT') throw err;
+        }
       } else {
         this.#logger.warn(
           { cause: this.#runningFlags.cause?.message },

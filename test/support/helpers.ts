@@ -8,24 +8,42 @@ import {
   silentLogger,
 } from '../../src/store/index.js';
 
+type TestContext = { after: (fn: () => void | Promise<void>) => void };
+
+const cleanupStacks = new WeakMap<TestContext, (() => void | Promise<void>)[]>();
+
+/**
+ * Runs `fn` when the test ends, LAST registered FIRST (node:test runs `after` hooks in
+ * registration order, which would delete a directory before the store in it shut down).
+ */
+export function onCleanup(t: TestContext, fn: () => void | Promise<void>): void {
+  let stack = cleanupStacks.get(t);
+  if (stack === undefined) {
+    const created: (() => void | Promise<void>)[] = [];
+    stack = created;
+    cleanupStacks.set(t, created);
+    t.after(async () => {
+      for (let next = created.pop(); next !== undefined; next = created.pop()) await next();
+    });
+  }
+  stack.push(fn);
+}
+
 /** A fresh temporary directory, removed when the test ends (pass the test context). */
-export function tempDir(
-  t: { after: (fn: () => void | Promise<void>) => void },
-  prefix = 'rmq-test-',
-): string {
+export function tempDir(t: TestContext, prefix = 'rmq-test-'): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  onCleanup(t, () => fs.rmSync(dir, { recursive: true, force: true }));
   return dir;
 }
 
 /** Opens a store with a silent logger; shuts it down when the test ends if the test did not. */
 export async function openStore(
-  t: { after: (fn: () => void | Promise<void>) => void },
+  t: TestContext,
   config: MessageStoreConfigInput,
   options: MessageStoreOptions = {},
 ): Promise<MessageStore> {
   const store = await MessageStore.open(config, { logger: silentLogger, ...options });
-  t.after(() => store.shutdown());
+  onCleanup(t, () => store.shutdown());
   return store;
 }
 

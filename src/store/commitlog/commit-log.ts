@@ -9,7 +9,7 @@ import type { MappedFile } from '../mapped-file/mapped-file.js';
 import { MappedFileQueue } from '../mapped-file/mapped-file-queue.js';
 import {
   TransientStorePool,
-  WRITE_BUFFER_COUNT_WITHOUT_POOL,
+  writeBufferCountWithoutPool,
   writeBufferSizeFor,
 } from '../mapped-file/transient-store-pool.js';
 import { WriteBufferPool } from '../mapped-file/write-buffer-pool.js';
@@ -153,7 +153,7 @@ export class CommitLog {
     );
     this.#pool = this.#poolEnabled
       ? new TransientStorePool(bufferSize, config.transientStorePoolSize)
-      : new WriteBufferPool(bufferSize, WRITE_BUFFER_COUNT_WITHOUT_POOL);
+      : new WriteBufferPool(bufferSize, writeBufferCountWithoutPool(bufferSize));
     this.#allocator = new AllocateMappedFileService(io, logger);
     this.mappedFileQueue = new MappedFileQueue({
       storePath: config.storePathCommitLog,

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { isDiskFullError, StoreError } from '../errors.js';
+import { errnoCode, isDiskFullError, StoreError } from '../errors.js';
 import type { StoreFileHandle, StoreIO } from '../io/store-io.js';
 import { ReferenceResource } from './reference-resource.js';
 import type { WriteBufferPool } from './write-buffer-pool.js';
@@ -466,7 +466,12 @@ export class MappedFile extends ReferenceResource implements AppendTarget {
     this.shutdown(intervalForciblyMs);
     if (!this.isCleanupOver()) return false;
     this.#closeFile();
-    this.#io.unlinkSync(this.fileName);
+    try {
+      this.#io.unlinkSync(this.fileName);
+    } catch (err) {
+      // Already gone (removed by hand or with its directory): the goal is reached.
+      if (errnoCode(err) !== 'ENOENT') throw err;
+    }
     return true;
   }
 

@@ -16,8 +16,17 @@ export class TransientStorePool extends WriteBufferPool {
 
 /** Default chunk size: big enough for a default maximal record, small enough to keep in pools. */
 export const WRITE_BUFFER_SIZE_DEFAULT_BYTES = 16 * 1024 * 1024;
-/** Without the pool, puts commit every event-loop turn; a few chunks cover a slow commit. */
-export const WRITE_BUFFER_COUNT_WITHOUT_POOL = 4;
+/**
+ * Without the pool, puts are written every event-loop turn; the staging buffers only have to hold
+ * what one turn (plus a slow write) appends. Bounded in bytes, so tiny test segments get as much
+ * room as 1 GiB ones; beyond it puts are refused as busy instead of growing memory.
+ */
+export const WRITE_BUFFER_BYTES_WITHOUT_POOL = 64 * 1024 * 1024;
+
+/** How many staging buffers of `bufferSizeBytes` the pool-off path may hold. */
+export function writeBufferCountWithoutPool(bufferSizeBytes: number): number {
+  return Math.max(2, Math.floor(WRITE_BUFFER_BYTES_WITHOUT_POOL / bufferSizeBytes));
+}
 
 /**
  * The chunk size for a commit log: a record never spans chunks, so a chunk must hold the largest
