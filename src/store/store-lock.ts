@@ -32,6 +32,14 @@ function processStartTime(pid: number): string | null {
   }
 }
 
+function realPath(dir: string): string {
+  try {
+    return fs.realpathSync(dir);
+  } catch {
+    return path.resolve(dir);
+  }
+}
+
 function isProcessAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -45,6 +53,8 @@ function lockOwnerIsAlive(content: string): { alive: boolean; pid: number | null
   const match = /^(\d+) (\S+)/.exec(content);
   if (match === null) return { alive: false, pid: null };
   const pid = Number(match[1]);
+  // Our own pid: the in-process registry (checked first) knows every store this process has open,
+  // so a lock with our pid that is not in it was left by an instance that was never shut down.
   if (pid === process.pid) return { alive: false, pid };
   if (!isProcessAlive(pid)) return { alive: false, pid };
   const startTime = processStartTime(pid);
@@ -66,7 +76,8 @@ export class StoreLock {
 
   /** Takes the lock of `rootDir` or throws `StoreError('ERR_STORE_LOCKED')`. */
   static acquire(io: StoreIO, rootDir: string): StoreLock {
-    const key = path.resolve(rootDir);
+    // The real path: a symlink to an open store is the same store.
+    const key = realPath(rootDir);
     if (openInThisProcess.has(key)) {
       throw new StoreError('ERR_STORE_LOCKED', `the store directory ${key} is already open in this process`);
     }

@@ -211,13 +211,38 @@ export class MappedFile extends ReferenceResource implements AppendTarget {
    */
   appendMessage<T extends AppendOutcome>(doAppend: (target: AppendTarget, maxBlank: number) => T): T {
     assert.ok(this.#wrotePosition < this.fileSize, 'append to a full segment');
-    const result = doAppend(this, this.fileSize - this.#wrotePosition);
-    if (result.ok) {
-      this.#wrotePosition += result.wroteBytes;
-      this.#storeTimestamp = result.storeTimestamp;
-      this.#checkPositions();
+    const chunkCount = this.#chunks.length;
+    const lastUsed = this.#chunks.at(-1)?.used ?? 0;
+    let result: T;
+    try {
+      result = doAppend(this, this.fileSize - this.#wrotePosition);
+    } catch (err) {
+      this.#undoReservations(chunkCount, lastUsed);
+      throw err;
     }
+    if (!result.ok) {
+      // Room a failed callback reserved must not linger: the next record goes exactly there.
+      this.#undoReservations(chunkCount, lastUsed);
+      return result;
+    }
+    this.#wrotePosition += result.wroteBytes;
+    this.#storeTimestamp = result.storeTimestamp;
+    this.#checkPositions();
+    const last = this.#chunks.at(-1);
+    assert.ok(
+      last === undefined || last.fileStart + last.used <= this.#wrotePosition,
+      'buffered bytes end by wrotePosition',
+    );
     return result;
+  }
+
+  #undoReservations(chunkCount: number, lastUsed: number): void {
+    while (this.#chunks.length > chunkCount) {
+      const chunk = this.#chunks.pop() as WriteChunk;
+      this.#pool.returnBuffer(chunk.buffer);
+    }
+    const last = this.#chunks.at(-1);
+    if (last !== undefined) last.used = lastUsed;
   }
 
   /** Raw append of bytes (consume queue units); false when it does not fit or no buffer is free. */
@@ -475,10 +500,13 @@ export class MappedFile extends ReferenceResource implements AppendTarget {
     return true;
   }
 
-  /** Closes the file without deleting it (store shutdown). */
+  /**
+   * Closes the file without deleting it (store shutdown). The descriptor is closed when the last
+   * reference goes: a read still in flight finishes on the file it started on, never on a closed
+   * (or reused) descriptor.
+   */
   close(): void {
     this.shutdown(0);
-    this.#closeFile();
   }
 
   protected cleanup(_currentRef: number): boolean {

@@ -59,7 +59,12 @@ export function string2messageProperties(text: string): Record<string, string> {
     if (end - start >= 3) {
       const sep = text.indexOf(NAME_VALUE_SEPARATOR, start);
       if (sep > start && sep < end - 1) {
-        out[text.slice(start, sep)] = text.slice(sep + 1, end);
+        const name = text.slice(start, sep);
+        const value = text.slice(sep + 1, end);
+        // RocketMQ reads into a HashMap where no name is special; `__proto__` must stay a key.
+        if (name === '__proto__')
+          Object.defineProperty(out, name, { value, enumerable: true, writable: true, configurable: true });
+        else out[name] = value;
       }
     }
     start = end + 1;
