@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
+import util from 'node:util';
 import type { AppendOutcome, AppendTarget } from '../mapped-file/mapped-file.js';
+import type { HostAddress } from '../message/host.js';
 import {
+  dataViewOf,
   type EncodedBatch,
   type EncodedMessage,
   type EncodedRecord,
@@ -21,7 +24,11 @@ import { AppendMessageStatus } from '../status.js';
 /** Ours: no write buffer was free (the pool is exhausted). The put becomes OS_PAGE_CACHE_BUSY. */
 export const WRITE_BUFFER_BUSY = 'WRITE_BUFFER_BUSY';
 
-export interface AppendMessageResult extends AppendOutcome {
+/**
+ * What one append did (RocketMQ's `AppendMessageResult`). For a PUT_OK it is also what the caller
+ * gets as `appendResult`: one object per put, with the message ids built only when read.
+ */
+export class AppendMessageResult implements AppendOutcome {
   readonly status: AppendMessageStatus | typeof WRITE_BUFFER_BUSY;
   /** Commit log offset of the first record (or of the BLANK). */
   readonly wroteOffset: number;
@@ -31,8 +38,91 @@ export interface AppendMessageResult extends AppendOutcome {
   readonly queueOffset: number;
   readonly storeTimestamp: number;
   readonly msgNum: number;
-  /** Commit log offset of every record written (for the message ids). */
-  readonly recordOffsets: readonly number[];
+  /**
+   * What the message ids need, and no more: the store host and the record lengths (null for a
+   * single record). Keeping the encoded records would keep every body alive with the result.
+   */
+  readonly #storeHost: HostAddress | null;
+  readonly #recordLengths: readonly number[] | null;
+  #msgId: string | undefined;
+
+  constructor(
+    status: AppendMessageStatus | typeof WRITE_BUFFER_BUSY,
+    wroteOffset: number,
+    wroteBytes: number,
+    queueOffset: number,
+    storeTimestamp: number,
+    records: EncodedRecord | readonly EncodedRecord[] | null,
+  ) {
+    this.status = status;
+    this.wroteOffset = wroteOffset;
+    this.wroteBytes = wroteBytes;
+    this.queueOffset = queueOffset;
+    this.storeTimestamp = storeTimestamp;
+    if (records === null) {
+      this.msgNum = 0;
+      this.#storeHost = null;
+      this.#recordLengths = null;
+    } else if (Array.isArray(records)) {
+      const list = records as readonly EncodedRecord[];
+      this.msgNum = list.length;
+      this.#storeHost = list[0]?.storeHost ?? null;
+      this.#recordLengths = list.map((r) => r.msgLength);
+    } else {
+      this.msgNum = 1;
+      this.#storeHost = (records as EncodedRecord).storeHost;
+      this.#recordLengths = null;
+    }
+  }
+
+  get ok(): boolean {
+    return this.status === AppendMessageStatus.PUT_OK || this.status === AppendMessageStatus.END_OF_FILE;
+  }
+
+  get endOfFile(): boolean {
+    return this.status === AppendMessageStatus.END_OF_FILE;
+  }
+
+  /** Commit log offset of every record written. */
+  get recordOffsets(): number[] {
+    if (this.msgNum === 0) return [];
+    if (this.#recordLengths === null) return [this.wroteOffset];
+    const offsets: number[] = [];
+    let offset = this.wroteOffset;
+    for (const length of this.#recordLengths) {
+      offsets.push(offset);
+      offset += length;
+    }
+    return offsets;
+  }
+
+  /** Offset message id(s): store host + commit log offset; `,`-joined for a batch, as RocketMQ does. */
+  get msgId(): string {
+    if (this.#msgId === undefined) {
+      const host = this.#storeHost;
+      this.#msgId =
+        host === null
+          ? ''
+          : this.recordOffsets.map((offset) => createOffsetMessageId(host, offset)).join(',');
+    }
+    return this.#msgId;
+  }
+
+  toJSON(): Record<string, unknown> {
+    return {
+      status: this.status,
+      wroteOffset: this.wroteOffset,
+      wroteBytes: this.wroteBytes,
+      msgId: this.msgId,
+      queueOffset: this.queueOffset,
+      storeTimestamp: this.storeTimestamp,
+      msgNum: this.msgNum,
+    };
+  }
+
+  [util.inspect.custom](): Record<string, unknown> {
+    return this.toJSON();
+  }
 }
 
 function notWritten(
@@ -41,16 +131,7 @@ function notWritten(
   queueOffset: number,
   storeTimestamp: number,
 ): AppendMessageResult {
-  return {
-    ok: false,
-    status,
-    wroteOffset,
-    wroteBytes: 0,
-    queueOffset,
-    storeTimestamp,
-    msgNum: 0,
-    recordOffsets: [],
-  };
+  return new AppendMessageResult(status, wroteOffset, 0, queueOffset, storeTimestamp, null);
 }
 
 function endOfFile(
@@ -63,16 +144,14 @@ function endOfFile(
   const region = target.reserve(END_FILE_MIN_BLANK_LENGTH_BYTES);
   if (region === null) return notWritten(WRITE_BUFFER_BUSY, wroteOffset, queueOffset, storeTimestamp);
   writeBlankRecord(region.buffer, region.offset, maxBlank);
-  return {
-    ok: true,
-    status: AppendMessageStatus.END_OF_FILE,
+  return new AppendMessageResult(
+    AppendMessageStatus.END_OF_FILE,
     wroteOffset,
-    wroteBytes: maxBlank,
+    maxBlank,
     queueOffset,
     storeTimestamp,
-    msgNum: 0,
-    recordOffsets: [],
-  };
+    null,
+  );
 }
 
 export class DefaultAppendMessageCallback {
@@ -92,7 +171,7 @@ export class DefaultAppendMessageCallback {
       wroteOffset,
       target,
       maxBlank,
-      [msg.record],
+      msg.record,
       msg.record.msgLength,
       queueOffset,
       storeTimestamp,
@@ -123,7 +202,7 @@ export class DefaultAppendMessageCallback {
     wroteOffset: number,
     target: AppendTarget,
     maxBlank: number,
-    records: readonly EncodedRecord[],
+    records: EncodedRecord | readonly EncodedRecord[],
     totalLength: number,
     queueOffset: number,
     storeTimestamp: number,
@@ -135,37 +214,53 @@ export class DefaultAppendMessageCallback {
     }
     const region = target.reserve(totalLength);
     if (region === null) return notWritten(WRITE_BUFFER_BUSY, wroteOffset, queueOffset, storeTimestamp);
-    const recordOffsets: number[] = [];
-    let pos = region.offset;
-    let physicalOffset = wroteOffset;
-    for (let i = 0; i < records.length; i++) {
-      const record = records[i] as EncodedRecord;
-      recordOffsets.push(physicalOffset);
-      const end = writeRecord(region.buffer, pos, record, queueOffset + i, physicalOffset, storeTimestamp);
+    const view = dataViewOf(region.buffer);
+    if (!Array.isArray(records)) {
+      const record = records as EncodedRecord;
+      const end = writeRecord(
+        region.buffer,
+        region.offset,
+        record,
+        queueOffset,
+        wroteOffset,
+        storeTimestamp,
+        view,
+      );
       // The paired check of the one recovery makes: a record's length is what its header says.
-      assert.equal(end - pos, record.msgLength, 'a written record must be exactly msgLength bytes');
-      pos = end;
-      physicalOffset += record.msgLength;
+      if (end - region.offset !== record.msgLength)
+        assert.fail('a written record must be exactly msgLength bytes');
+    } else {
+      let pos = region.offset;
+      let physicalOffset = wroteOffset;
+      const list = records as readonly EncodedRecord[];
+      for (let i = 0; i < list.length; i++) {
+        const record = list[i] as EncodedRecord;
+        const end = writeRecord(
+          region.buffer,
+          pos,
+          record,
+          queueOffset + i,
+          physicalOffset,
+          storeTimestamp,
+          view,
+        );
+        if (end - pos !== record.msgLength) assert.fail('a written record must be exactly msgLength bytes');
+        pos = end;
+        physicalOffset += record.msgLength;
+      }
     }
-    return {
-      ok: true,
-      status: AppendMessageStatus.PUT_OK,
+    return new AppendMessageResult(
+      AppendMessageStatus.PUT_OK,
       wroteOffset,
-      wroteBytes: totalLength,
+      totalLength,
       queueOffset,
       storeTimestamp,
-      msgNum: records.length,
-      recordOffsets,
-    };
+      records,
+    );
   }
 }
 
-/** The message id(s) of an append: one per record, joined with `,` for a batch as RocketMQ does. */
-export function msgIdOf(result: AppendMessageResult, records: readonly EncodedRecord[]): string {
-  const ids: string[] = [];
-  for (let i = 0; i < result.recordOffsets.length; i++) {
-    const record = records[i] as EncodedRecord;
-    ids.push(createOffsetMessageId(record.storeHost, result.recordOffsets[i] as number));
-  }
-  return ids.join(',');
+/** The message id(s) of an append (kept for callers holding the records separately). */
+export function msgIdOf(result: AppendMessageResult, _records: readonly EncodedRecord[]): string {
+  return result.msgId;
 }

@@ -31,7 +31,6 @@ import { FixedDeque } from '../util/fixed-deque.js';
 import {
   type AppendMessageResult,
   DefaultAppendMessageCallback,
-  msgIdOf,
   WRITE_BUFFER_BUSY,
 } from './append-message-callback.js';
 import { SCAN_WINDOW_SIZE_DEFAULT_BYTES, scanSegment } from './commit-log-scanner.js';
@@ -39,8 +38,9 @@ import { CommitRealTimeService } from './commit-real-time-service.js';
 import type { FlushContext } from './flush-context.js';
 import { FlushDiskWatcher } from './flush-disk-watcher.js';
 import { FlushRealTimeService } from './flush-real-time-service.js';
-import { type FlushRequest, GroupCommitRequest } from './group-commit-request.js';
+import { type DurabilityLevel, type FlushRequest, GroupCommitRequest } from './group-commit-request.js';
 import { GroupCommitService } from './group-commit-service.js';
+import { TopicQueueTable } from './topic-queue-table.js';
 
 /**
  * RocketMQ's `CommitLog` (store reference §4.8, §4.9): the put path and the commit/flush pipeline.
@@ -108,6 +108,9 @@ export interface CommitLogOptions {
   readonly runningFlags: RunningFlags;
 }
 
+/** Largest piece of the pool-off turn commit (see `#commitPipelined`). */
+export const COMMIT_PIPELINE_WRITE_SIZE_MAX_BYTES = 1024 * 1024;
+
 export class CommitLog {
   readonly mappedFileQueue: MappedFileQueue;
   readonly #config: MessageStoreConfig;
@@ -120,8 +123,8 @@ export class CommitLog {
   readonly #allocator: AllocateMappedFileService;
   readonly #appendCallback = new DefaultAppendMessageCallback();
   readonly #encoderConfig: EncoderConfig;
-  /** topic-queueId -> the next queue offset (RocketMQ's `topicQueueTable`). */
-  readonly #topicQueueTable = new Map<string, number>();
+  /** topic/queueId -> the next queue offset (RocketMQ's `topicQueueTable`). */
+  readonly #topicQueueTable = new TopicQueueTable();
   readonly #flushService: GroupCommitService | FlushRealTimeService;
   readonly #commitService: CommitRealTimeService | null;
   /** Times out SYNC_FLUSH requests (FLUSH_DISK_TIMEOUT). */
@@ -232,9 +235,7 @@ export class CommitLog {
             tx !== MessageSysFlag.TRANSACTION_PREPARED_TYPE &&
             tx !== MessageSysFlag.TRANSACTION_ROLLBACK_TYPE
           ) {
-            const key = `${result.topic}-${result.queueId}`;
-            const next = result.queueOffset + 1;
-            if (next > (this.#topicQueueTable.get(key) ?? 0)) this.#topicQueueTable.set(key, next);
+            this.#topicQueueTable.raise(result.topic, result.queueId, result.queueOffset + 1);
           }
           return true;
         },
@@ -359,11 +360,13 @@ export class CommitLog {
   /** The put section and then the durability wait. No `await` before the append. */
   #put(encoded: EncodedMessage | EncodedBatch, now: number): Promise<PutMessageResult> {
     const refusal = this.#checkWriteable(now);
+    if (refusal === BUSY_REFUSAL) {
+      return busy(`the commit has made no progress for more than ${this.#busyThresholdMs()} ms`);
+    }
     if (refusal !== null) return Promise.resolve(refusal);
     const storeTimestamp = Math.max(now, this.#lastStoreTimestamp);
-    const key = `${encoded.topic}-${encoded.queueId}`;
     const consumes = encoded.kind === 'batch' || encoded.consumesQueueOffset;
-    const queueOffset = consumes ? (this.#topicQueueTable.get(key) ?? 0) : 0;
+    const queueOffset = consumes ? this.#topicQueueTable.get(encoded.topic, encoded.queueId) : 0;
     const doAppend = (file: MappedFile): AppendMessageResult =>
       file.appendMessage((target, maxBlank) => {
         const wroteOffset = file.fileFromOffset + file.wrotePosition;
@@ -393,27 +396,15 @@ export class CommitLog {
     }
     if (result.status !== AppendMessageStatus.PUT_OK) {
       if (result.status === WRITE_BUFFER_BUSY) {
-        return rejected(
-          PutMessageStatus.OS_PAGE_CACHE_BUSY,
-          'every write buffer is in use; the commit is behind',
-        );
+        return busy('every write buffer is in use; the commit is behind');
       }
       return rejected(PutMessageStatus.UNKNOWN_ERROR, `append returned ${result.status}`);
     }
     this.#lastStoreTimestamp = storeTimestamp;
-    if (consumes) this.#topicQueueTable.set(key, queueOffset + result.msgNum);
+    if (consumes) this.#topicQueueTable.set(encoded.topic, encoded.queueId, queueOffset + result.msgNum);
     if (!pendingBefore) this.#pendingSince = now;
-    const records = encoded.kind === 'single' ? [encoded.record] : encoded.records;
-    const view: AppendResultView = {
-      status: AppendMessageStatus.PUT_OK,
-      wroteOffset: result.wroteOffset,
-      wroteBytes: result.wroteBytes,
-      msgId: msgIdOf(result, records),
-      queueOffset: result.queueOffset,
-      storeTimestamp: result.storeTimestamp,
-      msgNum: result.msgNum,
-    };
-    return this.#handleDiskFlush(view, encoded.waitStoreMsgOK);
+    // Only PUT_OK results reach the caller, so the view's status type holds.
+    return this.#handleDiskFlush(result as unknown as AppendResultView, encoded.waitStoreMsgOK);
   }
 
   #checkWriteable(now: number): PutMessageResult | null {
@@ -431,13 +422,7 @@ export class CommitLog {
       };
       return cause === null ? result : { ...result, error: cause };
     }
-    if (this.isOSPageCacheBusy(now)) {
-      return {
-        status: PutMessageStatus.OS_PAGE_CACHE_BUSY,
-        appendResult: null,
-        reason: `the commit has made no progress for more than ${this.#busyThresholdMs()} ms`,
-      };
-    }
+    if (this.isOSPageCacheBusy(now)) return BUSY_REFUSAL;
     return null;
   }
 
@@ -473,12 +458,10 @@ export class CommitLog {
   /** RocketMQ's `handleDiskFlush`, plus the page-cache wait of the pool-off path. */
   #handleDiskFlush(view: AppendResultView, waitStoreMsgOK: boolean): Promise<PutMessageResult> {
     const nextOffset = view.wroteOffset + view.wroteBytes;
-    const resultOf = (status: PutMessageStatus, error: StoreError | null): PutMessageResult =>
-      error === null ? { status, appendResult: view } : { status, appendResult: view, error };
     if (this.#sync) {
       const groupCommit = this.#flushService as GroupCommitService;
       if (waitStoreMsgOK) {
-        const request = new GroupCommitRequest(nextOffset, this.#config.syncFlushTimeout, 'flush', resultOf);
+        const request = new PutRequest(nextOffset, this.#config.syncFlushTimeout, 'flush', view);
         this.#flushDiskWatcher.add(request);
         groupCommit.putRequest(request);
         if (this.#poolEnabled && this.#config.wakeCommitWhenPutMessage) this.#commitService?.wakeup();
@@ -490,10 +473,10 @@ export class CommitLog {
     }
     if (this.#poolEnabled) {
       if (this.#config.wakeCommitWhenPutMessage) this.#commitService?.wakeup();
-      return Promise.resolve(resultOf(PutMessageStatus.PUT_OK, null));
+      return Promise.resolve({ status: PutMessageStatus.PUT_OK, appendResult: view });
     }
     // Pool off: acknowledged once the bytes are in the file (the page cache).
-    const request = new GroupCommitRequest(nextOffset, this.#config.syncFlushTimeout, 'commit', resultOf);
+    const request = new PutRequest(nextOffset, this.#config.syncFlushTimeout, 'commit', view);
     this.#commitWaiters.push(request);
     this.#commitWatcher.add(request);
     // Under SYNC_FLUSH the woken GroupCommitService commits; otherwise commit this turn.
@@ -508,8 +491,7 @@ export class CommitLog {
   }
 
   readonly #runTurnCommit = (): void => {
-    this.#flushContext
-      .commitAll()
+    this.#commitPipelined()
       .then(
         () => {
           this.#turnCommitScheduled = false;
@@ -523,6 +505,23 @@ export class CommitLog {
       )
       .catch((err: unknown) => this.#logger.error({ err }, 'turn commit bookkeeping failed'));
   };
+
+  /**
+   * The pool-off turn commit. A long backlog is written in pieces of at most
+   * COMMIT_PIPELINE_WRITE_SIZE_MAX_BYTES, and the next piece is handed to the thread pool BEFORE
+   * the puts of the finished one are woken: their producers then put again while the disk writes,
+   * instead of the event loop and the write taking turns.
+   */
+  async #commitPipelined(): Promise<void> {
+    const mfq = this.mappedFileQueue;
+    let inFlight: Promise<boolean> | null = mfq.commit(0, COMMIT_PIPELINE_WRITE_SIZE_MAX_BYTES);
+    while (inFlight !== null) {
+      const noProgress: boolean = await inFlight;
+      const backlog: boolean = !noProgress && mfq.getMaxWrotePosition() > mfq.committedWhere;
+      inFlight = backlog ? mfq.commit(0, COMMIT_PIPELINE_WRITE_SIZE_MAX_BYTES) : null;
+      this.#afterCommit(noProgress);
+    }
+  }
 
   #createFlushContext(): FlushContext {
     const mfq = this.mappedFileQueue;
@@ -633,11 +632,12 @@ export class CommitLog {
 
   /** The next queue offset of `topic`/`queueId` (0 for a queue never written). */
   getQueueOffset(topic: string, queueId: number): number {
-    return this.#topicQueueTable.get(`${topic}-${queueId}`) ?? 0;
+    return this.#topicQueueTable.get(topic, queueId);
   }
 
+  /** `topic-queueId` -> next queue offset, as RocketMQ keys its table. */
   getTopicQueueTable(): ReadonlyMap<string, number> {
-    return this.#topicQueueTable;
+    return this.#topicQueueTable.toMap();
   }
 
   /** Write buffers in use and available (TransientStorePool or the pool-off staging buffers). */
@@ -675,6 +675,36 @@ export class CommitLog {
     this.mappedFileQueue.shutdown();
     this.#pool.destroy();
   }
+}
+
+/** A put waiting for its durability level; resolves to the put's result, with no closure per put. */
+class PutRequest extends GroupCommitRequest<PutMessageResult> {
+  readonly #appendResult: AppendResultView;
+
+  constructor(nextOffset: number, timeoutMs: number, level: DurabilityLevel, appendResult: AppendResultView) {
+    super(nextOffset, timeoutMs, level);
+    this.#appendResult = appendResult;
+  }
+
+  protected override makeResult(status: PutMessageStatus, error: StoreError | null): PutMessageResult {
+    return error === null
+      ? { status, appendResult: this.#appendResult }
+      : { status, appendResult: this.#appendResult, error };
+  }
+}
+
+/** Marker: the put section is refusing because the commit is behind. */
+const BUSY_REFUSAL: PutMessageResult = { status: PutMessageStatus.OS_PAGE_CACHE_BUSY, appendResult: null };
+
+/**
+ * OS_PAGE_CACHE_BUSY is answered on the next macrotask, not at once: a caller that retries in a
+ * loop then yields to the event loop, so the commit it waits for can complete. (With the pool on,
+ * puts otherwise resolve immediately and such a loop would never let the write callbacks run.)
+ */
+function busy(reason: string): Promise<PutMessageResult> {
+  return new Promise((resolve) => {
+    setImmediate(() => resolve({ status: PutMessageStatus.OS_PAGE_CACHE_BUSY, appendResult: null, reason }));
+  });
 }
 
 function rejected(status: PutMessageStatus, reason: string): Promise<PutMessageResult> {

@@ -251,17 +251,20 @@ export class MappedFileQueue {
     return noProgress;
   }
 
-  /** Commits the file holding `committedWhere`. Returns true when nothing moved. */
-  commit(commitLeastPages: number): Promise<boolean> {
-    const next = this.#commitChain.then(() => this.#commit0(commitLeastPages));
+  /**
+   * Commits the file holding `committedWhere` (at most `writeSizeMaxBytes` of whole appends, see
+   * `MappedFile.commit`). Returns true when nothing moved.
+   */
+  commit(commitLeastPages: number, writeSizeMaxBytes = Number.POSITIVE_INFINITY): Promise<boolean> {
+    const next = this.#commitChain.then(() => this.#commit0(commitLeastPages, writeSizeMaxBytes));
     this.#commitChain = next.catch(() => undefined);
     return next;
   }
 
-  async #commit0(commitLeastPages: number): Promise<boolean> {
+  async #commit0(commitLeastPages: number, writeSizeMaxBytes: number): Promise<boolean> {
     const file = this.findMappedFileByOffset(this.committedWhere, this.committedWhere === 0);
     if (file === null) return true;
-    const offset = await file.commit(commitLeastPages);
+    const offset = await file.commit(commitLeastPages, writeSizeMaxBytes);
     const where = file.fileFromOffset + offset;
     const noProgress = where === this.committedWhere;
     this.committedWhere = where;

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { errnoCode, isDiskFullError, StoreError } from '../errors.js';
 import type { StoreFileHandle, StoreIO } from '../io/store-io.js';
+import { NumberPairQueue } from '../util/fixed-deque.js';
 import { ReferenceResource } from './reference-resource.js';
 import type { WriteBufferPool } from './write-buffer-pool.js';
 
@@ -43,7 +44,10 @@ interface WriteChunk {
   used: number;
 }
 
-/** Where the append callback writes: `length` bytes at `buffer[offset]`. */
+/**
+ * Where the append callback writes: `length` bytes at `buffer[offset]`. Valid until the next
+ * reservation (MappedFile hands out the same object each time).
+ */
 export interface WritableRegion {
   readonly buffer: Buffer;
   readonly offset: number;
@@ -61,6 +65,8 @@ export interface AppendOutcome {
   /** Bytes the write position advances by (for END_OF_FILE, the rest of the file). */
   readonly wroteBytes: number;
   readonly storeTimestamp: number;
+  /** True for the BLANK that ends the file: it stores no message, so no timestamp moves. */
+  readonly endOfFile?: boolean;
 }
 
 export class MappedFile extends ReferenceResource implements AppendTarget {
@@ -82,6 +88,11 @@ export class MappedFile extends ReferenceResource implements AppendTarget {
   /** Store timestamp of the last record below `committedPosition` / `flushedPosition`. */
   #committedStoreTimestamp = 0;
   #flushedStoreTimestamp = 0;
+  /**
+   * End position and store timestamp of every append not yet committed, oldest first. A commit
+   * may stop at any append boundary; this tells it which timestamp the committed bytes end with.
+   */
+  readonly #appendEnds = new NumberPairQueue(256);
   #commitInFlight: Promise<void> | null = null;
   #flushInFlight: Promise<void> | null = null;
   /** The fdatasync failure that stopped this file, if any. */
@@ -193,16 +204,29 @@ export class MappedFile extends ReferenceResource implements AppendTarget {
     const last = this.#chunks.at(-1);
     if (last !== undefined && last.fileStart + last.used === this.#wrotePosition) {
       if (last.used + length <= last.buffer.length) {
-        const region = { buffer: last.buffer, offset: last.used };
-        last.used += length;
-        return region;
+        return this.#regionAt(last, length);
       }
     }
     assert.ok(length <= this.#pool.bufferSizeBytes, 'a record must fit in one write buffer');
     const buffer = this.#pool.borrowBuffer();
     if (buffer === null) return null;
-    this.#chunks.push({ buffer, fileStart: this.#wrotePosition, used: length });
-    return { buffer, offset: 0 };
+    const chunk: WriteChunk = { buffer, fileStart: this.#wrotePosition, used: 0 };
+    this.#chunks.push(chunk);
+    return this.#regionAt(chunk, length);
+  }
+
+  /**
+   * One region object per file, rewritten by every reservation: the append callback uses it at
+   * once, and the put path then allocates nothing for it.
+   */
+  readonly #region: { buffer: Buffer; offset: number } = { buffer: Buffer.alloc(0), offset: 0 };
+
+  #regionAt(chunk: WriteChunk, length: number): WritableRegion {
+    const region = this.#region;
+    region.buffer = chunk.buffer;
+    region.offset = chunk.used;
+    chunk.used += length;
+    return region;
   }
 
   /**
@@ -226,7 +250,8 @@ export class MappedFile extends ReferenceResource implements AppendTarget {
       return result;
     }
     this.#wrotePosition += result.wroteBytes;
-    this.#storeTimestamp = result.storeTimestamp;
+    if (result.endOfFile !== true) this.#storeTimestamp = result.storeTimestamp;
+    this.#appendEnds.push(this.#wrotePosition, this.#storeTimestamp);
     this.#checkPositions();
     const last = this.#chunks.at(-1);
     assert.ok(
@@ -253,6 +278,7 @@ export class MappedFile extends ReferenceResource implements AppendTarget {
     data.copy(region.buffer, region.offset);
     this.#wrotePosition += data.length;
     if (storeTimestamp > 0) this.#storeTimestamp = storeTimestamp;
+    this.#appendEnds.push(this.#wrotePosition, this.#storeTimestamp);
     this.#checkPositions();
     return true;
   }
@@ -275,14 +301,17 @@ export class MappedFile extends ReferenceResource implements AppendTarget {
   }
 
   /**
-   * Writes the buffered bytes to the file. One commit runs at a time per file; a caller that
-   * arrives while one is running waits for it and then decides for itself. Throws `StoreError`
-   * (`ERR_COMMIT_FAILED` or `ERR_DISK_FULL`) and leaves `committedPosition` unchanged on failure.
+   * Writes the buffered bytes to the file: all of them, or with `writeSizeMaxBytes` only as many
+   * whole appends as fit in that many bytes (at least one), so a long backlog is written in pieces
+   * and the puts of the first piece can be answered while the next is written. One commit runs at
+   * a time per file; a caller that arrives while one is running waits for it and then decides for
+   * itself. Throws `StoreError` (`ERR_COMMIT_FAILED` or `ERR_DISK_FULL`) and leaves
+   * `committedPosition` unchanged on failure.
    */
-  async commit(commitLeastPages: number): Promise<number> {
+  async commit(commitLeastPages: number, writeSizeMaxBytes = Number.POSITIVE_INFINITY): Promise<number> {
     while (this.#commitInFlight !== null) await this.#commitInFlight.catch(() => undefined);
     if (this.isAbleToCommit(commitLeastPages) && this.hold()) {
-      const inFlight = this.#commit0();
+      const inFlight = this.#commit0(writeSizeMaxBytes);
       this.#commitInFlight = inFlight;
       try {
         await inFlight;
@@ -294,10 +323,20 @@ export class MappedFile extends ReferenceResource implements AppendTarget {
     return this.#committedPosition;
   }
 
-  async #commit0(): Promise<void> {
-    const write = this.#wrotePosition;
-    const storeTimestamp = this.#storeTimestamp;
+  async #commit0(writeSizeMaxBytes: number): Promise<void> {
     const from = this.#committedPosition;
+    // Commit up to an append boundary: everything, or the appends that fit in the size cap.
+    const ends = this.#appendEnds;
+    let write = this.#wrotePosition;
+    let storeTimestamp = this.#committedStoreTimestamp;
+    let covered = 0;
+    while (covered < ends.size) {
+      const end = ends.firstAt(covered);
+      if (covered > 0 && end - from > writeSizeMaxBytes) break;
+      storeTimestamp = ends.secondAt(covered);
+      write = end;
+      covered++;
+    }
     const slices: Buffer[] = [];
     for (const chunk of this.#chunks) {
       const start = Math.max(from, chunk.fileStart);
@@ -321,6 +360,7 @@ export class MappedFile extends ReferenceResource implements AppendTarget {
     assert.ok(this.#committedPosition === from, 'commits of one file never overlap');
     this.#committedPosition = write;
     this.#committedStoreTimestamp = storeTimestamp;
+    this.#appendEnds.drop(covered);
     this.#checkPositions();
     this.#returnCommittedChunks();
   }
@@ -463,6 +503,7 @@ export class MappedFile extends ReferenceResource implements AppendTarget {
     this.#wrotePosition = position;
     this.#committedPosition = position;
     this.#flushedPosition = position;
+    this.#appendEnds.clear();
     this.#releaseAllChunks();
   }
 

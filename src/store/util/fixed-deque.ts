@@ -62,3 +62,68 @@ export class FixedDeque<T> {
     this.#head = 0;
   }
 }
+
+/**
+ * A FIFO of number pairs on two growable Float64Array rings: no object per entry, so the put
+ * path can record one pair per append without feeding the garbage collector.
+ */
+export class NumberPairQueue {
+  #first: Float64Array;
+  #second: Float64Array;
+  #head = 0;
+  #size = 0;
+
+  constructor(initialCapacity = 1024) {
+    let capacity = 16;
+    while (capacity < initialCapacity) capacity *= 2;
+    this.#first = new Float64Array(capacity);
+    this.#second = new Float64Array(capacity);
+  }
+
+  get size(): number {
+    return this.#size;
+  }
+
+  push(first: number, second: number): void {
+    if (this.#size === this.#first.length) this.#grow();
+    const index = (this.#head + this.#size) & (this.#first.length - 1);
+    this.#first[index] = first;
+    this.#second[index] = second;
+    this.#size++;
+  }
+
+  /** The first value of entry `i` (0 = oldest); `i` must be below `size`. */
+  firstAt(i: number): number {
+    return this.#first[(this.#head + i) & (this.#first.length - 1)] as number;
+  }
+
+  secondAt(i: number): number {
+    return this.#second[(this.#head + i) & (this.#first.length - 1)] as number;
+  }
+
+  /** Drops the `count` oldest entries. */
+  drop(count: number): void {
+    const n = Math.min(count, this.#size);
+    this.#head = (this.#head + n) & (this.#first.length - 1);
+    this.#size -= n;
+  }
+
+  clear(): void {
+    this.#head = 0;
+    this.#size = 0;
+  }
+
+  #grow(): void {
+    const capacity = this.#first.length;
+    const first = new Float64Array(capacity * 2);
+    const second = new Float64Array(capacity * 2);
+    for (let i = 0; i < this.#size; i++) {
+      const index = (this.#head + i) & (capacity - 1);
+      first[i] = this.#first[index] as number;
+      second[i] = this.#second[index] as number;
+    }
+    this.#first = first;
+    this.#second = second;
+    this.#head = 0;
+  }
+}
