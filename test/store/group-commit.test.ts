@@ -358,10 +358,17 @@ describe('GroupCommitService (SYNC_FLUSH)', () => {
     const io = new InstrumentedIO();
     const store = await openStore(t, syncConfig(dir), { io });
     let writes = 0;
-    io.hooks.beforeWrite = async (file) => {
-      if (isCommitLogFile(store, file) && writes++ % 2 === 0) {
-        for (let i = 0; i < 3; i++) await tick();
+    io.hooks.beforeWrite = (file, _position, _length, sync) => {
+      if (!isCommitLogFile(store, file) || writes++ % 2 !== 0) return undefined;
+      if (sync) {
+        // A synchronous write (a small group commit) is slowed down synchronously.
+        const until = performance.now() + 2;
+        while (performance.now() < until) {}
+        return undefined;
       }
+      return (async () => {
+        for (let i = 0; i < 3; i++) await tick();
+      })();
     };
     const pending: Promise<AckedPut>[] = [];
     for (let i = 0; i < 60; i++) {

@@ -24,8 +24,11 @@ export interface IoEvent {
 export interface IoHooks {
   /** Runs before each fdatasync; may return a promise to delay it, or throw to fail it. */
   beforeDatasync?: (path: string) => void | Promise<void>;
-  /** Runs before each write; may throw to fail it. */
-  beforeWrite?: (path: string, position: number, length: number) => void | Promise<void>;
+  /**
+   * Runs before each write; may throw to fail it, or (async writes only, `sync` false) return a
+   * promise to delay it. A synchronous write can only be slowed down synchronously.
+   */
+  beforeWrite?: (path: string, position: number, length: number, sync: boolean) => void | Promise<void>;
 }
 
 export class InstrumentedIO implements StoreIO {
@@ -98,12 +101,17 @@ class InstrumentedFile implements StoreFileHandle {
 
   async write(buffers: readonly Buffer[], position: number): Promise<void> {
     const length = buffers.reduce((n, b) => n + b.length, 0);
-    await this.#io.hooks.beforeWrite?.(this.path, position, length);
+    await this.#io.hooks.beforeWrite?.(this.path, position, length, false);
     await this.#inner.write(buffers, position);
     this.#io.record({ op: 'write', path: this.path, from: position, to: position + length });
   }
 
   writeSync(buffer: Buffer, position: number): void {
+    const hooked = this.#io.hooks.beforeWrite?.(this.path, position, buffer.length, true);
+    if (hooked !== undefined) {
+      // A synchronous write cannot wait: a hook that wants to delay one is a test bug.
+      throw new Error('beforeWrite returned a promise for a synchronous write; delay async writes only');
+    }
     this.#inner.writeSync(buffer, position);
     this.#io.record({ op: 'write', path: this.path, from: position, to: position + buffer.length });
   }

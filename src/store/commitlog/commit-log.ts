@@ -5,7 +5,7 @@ import { StoreError } from '../errors.js';
 import type { StoreIO } from '../io/store-io.js';
 import type { Logger } from '../logger.js';
 import { AllocateMappedFileService } from '../mapped-file/allocate-mapped-file-service.js';
-import type { MappedFile } from '../mapped-file/mapped-file.js';
+import type { AppendTarget, MappedFile } from '../mapped-file/mapped-file.js';
 import { MappedFileQueue } from '../mapped-file/mapped-file-queue.js';
 import {
   TransientStorePool,
@@ -108,6 +108,17 @@ export interface CommitLogOptions {
   readonly runningFlags: RunningFlags;
 }
 
+/**
+ * A commit of at most this many bytes is written with a synchronous pwrite on the event loop when
+ * a SYNC_FLUSH group commit needs it: node-platform.md B1 measured 50-160 us for such a write,
+ * less than the thread-pool round trip it saves. Bigger writes and every fdatasync stay on the
+ * thread pool, so a stuck fdatasync never blocks the event loop.
+ */
+export const COMMIT_SYNC_WRITE_MAX_BYTES = 256 * 1024;
+
+/** Pool off: a burst this large is written at once instead of at the end of the turn. */
+export const COMMIT_EAGER_MIN_BYTES = 64 * 1024;
+
 /** Largest piece of the pool-off turn commit (see `#commitPipelined`). */
 export const COMMIT_PIPELINE_WRITE_SIZE_MAX_BYTES = 1024 * 1024;
 
@@ -135,6 +146,8 @@ export class CommitLog {
   readonly #commitWaiters = new FixedDeque<FlushRequest>(1024);
   readonly #flushContext: FlushContext;
   #turnCommitScheduled = false;
+  /** Pool off: the pipelined committer is running; it keeps going while there is a backlog. */
+  #committerRunning = false;
   /** Store timestamps never go backwards in file order, even if the clock does. */
   #lastStoreTimestamp = 0;
   /** When the oldest uncommitted byte was appended (or the commit last made progress); 0 if none. */
@@ -186,8 +199,14 @@ export class CommitLog {
       : new FlushRealTimeService(this.#flushContext, logger);
     this.#commitService = this.#poolEnabled ? new CommitRealTimeService(this.#flushContext, logger) : null;
     const statusOf = (request: FlushRequest): PutMessageStatus => this.#failureStatusOf(request);
-    this.#flushDiskWatcher = new FlushDiskWatcher(logger, statusOf);
-    this.#commitWatcher = new FlushDiskWatcher(logger, statusOf);
+    // The watchers read the queues the puts already sit in (no second queue entry per put).
+    const groupCommit = this.#flushService instanceof GroupCommitService ? this.#flushService : null;
+    this.#flushDiskWatcher = new FlushDiskWatcher(
+      logger,
+      statusOf,
+      () => groupCommit?.pendingRequests() ?? [],
+    );
+    this.#commitWatcher = new FlushDiskWatcher(logger, statusOf, () => [this.#commitWaiters]);
   }
 
   /** Opens the segments on disk. */
@@ -367,32 +386,21 @@ export class CommitLog {
     const storeTimestamp = Math.max(now, this.#lastStoreTimestamp);
     const consumes = encoded.kind === 'batch' || encoded.consumesQueueOffset;
     const queueOffset = consumes ? this.#topicQueueTable.get(encoded.topic, encoded.queueId) : 0;
-    const doAppend = (file: MappedFile): AppendMessageResult =>
-      file.appendMessage((target, maxBlank) => {
-        const wroteOffset = file.fileFromOffset + file.wrotePosition;
-        return encoded.kind === 'single'
-          ? this.#appendCallback.doAppend(wroteOffset, target, maxBlank, encoded, queueOffset, storeTimestamp)
-          : this.#appendCallback.doAppendBatch(
-              wroteOffset,
-              target,
-              maxBlank,
-              encoded,
-              queueOffset,
-              storeTimestamp,
-            );
-      });
+    this.#appendInput.encoded = encoded;
+    this.#appendInput.queueOffset = queueOffset;
+    this.#appendInput.storeTimestamp = storeTimestamp;
     const mfq = this.mappedFileQueue;
     let file = mfq.getLastMappedFile();
     if (file === null || file.isFull()) file = mfq.getLastMappedFile(0);
     if (file === null) return Promise.resolve(this.#createFailed());
     const pendingBefore = mfq.getMaxWrotePosition() > mfq.committedWhere;
-    let result = doAppend(file);
+    let result = this.#appendTo(file);
     if (result.status === AppendMessageStatus.END_OF_FILE) {
       // The segment is full (its BLANK is written); the same message goes to the next one with
       // the same queue offset.
       file = mfq.getLastMappedFile(0);
       if (file === null) return Promise.resolve(this.#createFailed());
-      result = doAppend(file);
+      result = this.#appendTo(file);
     }
     if (result.status !== AppendMessageStatus.PUT_OK) {
       if (result.status === WRITE_BUFFER_BUSY) {
@@ -462,9 +470,9 @@ export class CommitLog {
       const groupCommit = this.#flushService as GroupCommitService;
       if (waitStoreMsgOK) {
         const request = new PutRequest(nextOffset, this.#config.syncFlushTimeout, 'flush', view);
-        this.#flushDiskWatcher.add(request);
         groupCommit.putRequest(request);
-        if (this.#poolEnabled && this.#config.wakeCommitWhenPutMessage) this.#commitService?.wakeup();
+        if (!this.#poolEnabled) this.#afterAppend();
+        else if (this.#config.wakeCommitWhenPutMessage) this.#commitService?.wakeup();
         return request.promise;
       }
       groupCommit.wakeup();
@@ -478,10 +486,22 @@ export class CommitLog {
     // Pool off: acknowledged once the bytes are in the file (the page cache).
     const request = new PutRequest(nextOffset, this.#config.syncFlushTimeout, 'commit', view);
     this.#commitWaiters.push(request);
-    this.#commitWatcher.add(request);
-    // Under SYNC_FLUSH the woken GroupCommitService commits; otherwise commit this turn.
-    if (!this.#sync) this.#scheduleTurnCommit();
+    this.#afterAppend();
     return request.promise;
+  }
+
+  /**
+   * Pool off, after every append. A burst that has piled up COMMIT_EAGER_MIN_BYTES is handed to
+   * the thread pool at once, so the disk writes while the rest of the turn's puts are still being
+   * encoded; a smaller one is written at the end of the turn (under SYNC_FLUSH the woken
+   * GroupCommitService does that).
+   */
+  #afterAppend(): void {
+    // Under SYNC_FLUSH the woken GroupCommitService writes the group itself.
+    if (this.#committerRunning || this.#sync) return;
+    const mfq = this.mappedFileQueue;
+    if (mfq.getMaxWrotePosition() - mfq.committedWhere >= COMMIT_EAGER_MIN_BYTES) this.#startCommitter();
+    else this.#scheduleTurnCommit();
   }
 
   #scheduleTurnCommit(): void {
@@ -491,20 +511,26 @@ export class CommitLog {
   }
 
   readonly #runTurnCommit = (): void => {
+    this.#turnCommitScheduled = false;
+    if (!this.#committerRunning) this.#startCommitter();
+  };
+
+  #startCommitter(): void {
+    this.#committerRunning = true;
     this.#commitPipelined()
       .then(
         () => {
-          this.#turnCommitScheduled = false;
-          // Puts made while the last write was in flight get their own turn.
+          this.#committerRunning = false;
+          // Puts appended while the last write's waiters were being woken get their own turn.
           if (!this.#commitWaiters.isEmpty() && this.#runningFlags.isWriteable()) this.#scheduleTurnCommit();
         },
         (err: unknown) => {
-          this.#turnCommitScheduled = false;
+          this.#committerRunning = false;
           this.#onIoError(err);
         },
       )
-      .catch((err: unknown) => this.#logger.error({ err }, 'turn commit bookkeeping failed'));
-  };
+      .catch((err: unknown) => this.#logger.error({ err }, 'commit bookkeeping failed'));
+  }
 
   /**
    * The pool-off turn commit. A long backlog is written in pieces of at most
@@ -523,10 +549,46 @@ export class CommitLog {
     }
   }
 
+  /**
+   * The put section's inputs for the append callback. One object set before each append and one
+   * bound callback, instead of two closures per put: the section is synchronous and never
+   * re-entered, so nothing else can see these between the set and the append.
+   */
+  readonly #appendInput: {
+    file: MappedFile | null;
+    encoded: EncodedMessage | EncodedBatch | null;
+    queueOffset: number;
+    storeTimestamp: number;
+  } = { file: null, encoded: null, queueOffset: 0, storeTimestamp: 0 };
+
+  #appendTo(file: MappedFile): AppendMessageResult {
+    this.#appendInput.file = file;
+    return file.appendMessage(this.#doAppend);
+  }
+
+  readonly #doAppend = (target: AppendTarget, maxBlank: number): AppendMessageResult => {
+    const { file, encoded, queueOffset, storeTimestamp } = this.#appendInput;
+    if (file === null || encoded === null) assert.fail('append callback called outside the put section');
+    const wroteOffset = file.fileFromOffset + file.wrotePosition;
+    return encoded.kind === 'single'
+      ? this.#appendCallback.doAppend(wroteOffset, target, maxBlank, encoded, queueOffset, storeTimestamp)
+      : this.#appendCallback.doAppendBatch(
+          wroteOffset,
+          target,
+          maxBlank,
+          encoded,
+          queueOffset,
+          storeTimestamp,
+        );
+  };
+
   #createFlushContext(): FlushContext {
     const mfq = this.mappedFileQueue;
+    // Under SYNC_FLUSH the group commit's write is small and the flush waits for it anyway: a
+    // synchronous pwrite saves a thread-pool round trip per group (see COMMIT_SYNC_WRITE_MAX_BYTES).
+    const syncWriteMaxBytes = this.#sync ? COMMIT_SYNC_WRITE_MAX_BYTES : 0;
     const commitOnce = async (commitLeastPages: number): Promise<boolean> => {
-      const noProgress = await mfq.commit(commitLeastPages);
+      const noProgress = await mfq.commit(commitLeastPages, Number.POSITIVE_INFINITY, syncWriteMaxBytes);
       this.#afterCommit(noProgress);
       return noProgress;
     };

@@ -8,8 +8,12 @@ import { ServiceThread } from './service-thread.js';
 /**
  * RocketMQ's `FlushDiskWatcher`: completes every request that is not durable by its deadline with
  * FLUSH_DISK_TIMEOUT, so a stuck disk gives the caller an answer instead of a hang. Requests
- * arrive in put order with the same timeout, so deadlines are in order too: only the oldest one
- * ever needs a timer.
+ * arrive in put order with the same timeout, so deadlines are in order too: only the oldest
+ * pending one ever needs looking at.
+ *
+ * Requests reach it in one of two ways: `add` (RocketMQ's way: the watcher keeps its own queue),
+ * or sources given at construction: queues their owners already keep, oldest first, which the
+ * watcher reads every 10 ms. The commit log uses sources, so a put costs no second queue entry.
  */
 
 /** How often the oldest pending request is looked at, ms (RocketMQ sleeps up to 10 ms). */
@@ -21,17 +25,26 @@ type AnyRequest = FlushRequest;
 
 export type TimeoutStatusOf = (request: AnyRequest) => PutMessageStatus;
 
+/** Queues of pending requests, each oldest first, that the watcher reads but does not own. */
+export type RequestSources = () => Iterable<Iterable<AnyRequest>>;
+
 export class FlushDiskWatcher extends ServiceThread {
   readonly #queue = new FixedDeque<AnyRequest>(1024);
   readonly #timeoutStatusOf: TimeoutStatusOf;
+  readonly #sources: RequestSources | null;
 
   /**
    * `timeoutStatusOf` chooses the status of an expired request (FLUSH_DISK_TIMEOUT by default;
    * the commit log answers SERVICE_NOT_AVAILABLE for bytes that never reached the file).
    */
-  constructor(logger: Logger, timeoutStatusOf: TimeoutStatusOf = () => PutMessageStatus.FLUSH_DISK_TIMEOUT) {
+  constructor(
+    logger: Logger,
+    timeoutStatusOf: TimeoutStatusOf = () => PutMessageStatus.FLUSH_DISK_TIMEOUT,
+    sources: RequestSources | null = null,
+  ) {
     super(logger);
     this.#timeoutStatusOf = timeoutStatusOf;
+    this.#sources = sources;
   }
 
   getServiceName(): string {
@@ -49,6 +62,11 @@ export class FlushDiskWatcher extends ServiceThread {
     for (const request of this.#queue) {
       if (!request.isDone()) request.wakeupCustomer(statusOf(request), error);
     }
+    for (const source of this.#sources?.() ?? []) {
+      for (const request of source) {
+        if (!request.isDone()) request.wakeupCustomer(statusOf(request), error);
+      }
+    }
   }
 
   /** Requests not yet drained (done ones at the head are dropped on the next pass). */
@@ -65,20 +83,40 @@ export class FlushDiskWatcher extends ServiceThread {
     for (const request of this.#queue.drain()) {
       if (!request.isDone()) request.wakeupCustomer(this.#timeoutStatusOf(request));
     }
+    for (const source of this.#sources?.() ?? []) {
+      for (const request of source) {
+        if (!request.isDone()) request.wakeupCustomer(this.#timeoutStatusOf(request));
+      }
+    }
   }
 
   /** Drops done requests, times out expired ones; returns how long to wait before looking again. */
   checkTimeouts(now: number): number {
+    let waitMs = IDLE_WAIT_MS;
     for (let head = this.#queue.peek(); head !== undefined; head = this.#queue.peek()) {
       if (head.isDone()) {
         this.#queue.shift();
         continue;
       }
       const remaining = head.deadline - now;
-      if (remaining > 0.5) return Math.min(FLUSH_DISK_WATCHER_POLL_INTERVAL_MS, Math.ceil(remaining));
+      if (remaining > 0.5) {
+        waitMs = Math.min(FLUSH_DISK_WATCHER_POLL_INTERVAL_MS, Math.ceil(remaining));
+        break;
+      }
       this.#queue.shift();
       head.wakeupCustomer(this.#timeoutStatusOf(head));
     }
-    return IDLE_WAIT_MS;
+    if (this.#sources !== null) {
+      // Sources are polled: their owners add without telling us.
+      waitMs = Math.min(waitMs, FLUSH_DISK_WATCHER_POLL_INTERVAL_MS);
+      for (const source of this.#sources()) {
+        for (const request of source) {
+          if (request.isDone()) continue;
+          if (request.deadline - now > 0.5) break;
+          request.wakeupCustomer(this.#timeoutStatusOf(request));
+        }
+      }
+    }
+    return waitMs;
   }
 }

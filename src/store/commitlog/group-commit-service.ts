@@ -29,6 +29,8 @@ export class GroupCommitService extends ServiceThread {
   readonly #ctx: FlushContext;
   #requestsWrite: FlushRequest[] = [];
   #requestsRead: FlushRequest[] = [];
+  /** The group `doCommit` is working on (kept visible to the watcher while it awaits the disk). */
+  #requestsInProcess: FlushRequest[] = [];
 
   constructor(ctx: FlushContext, logger: Logger) {
     super(logger);
@@ -46,7 +48,12 @@ export class GroupCommitService extends ServiceThread {
 
   /** Requests not completed by this service yet (both lists). */
   pendingRequestCount(): number {
-    return this.#requestsWrite.length + this.#requestsRead.length;
+    return this.#requestsWrite.length + this.#requestsRead.length + this.#requestsInProcess.length;
+  }
+
+  /** The pending requests, oldest first in each list (for FlushDiskWatcher). */
+  pendingRequests(): Iterable<Iterable<FlushRequest>> {
+    return [this.#requestsInProcess, this.#requestsRead, this.#requestsWrite];
   }
 
   protected override onWaitEnd(): void {
@@ -84,6 +91,7 @@ export class GroupCommitService extends ServiceThread {
       return;
     }
     this.#requestsRead = [];
+    this.#requestsInProcess = requests;
     const mfq = this.#ctx.mappedFileQueue;
     try {
       for (const request of requests) {
@@ -99,6 +107,8 @@ export class GroupCommitService extends ServiceThread {
     } catch (err) {
       // onIoError fails every waiting request (with the status their bytes reached).
       this.#ctx.onIoError(err);
+    } finally {
+      this.#requestsInProcess = [];
     }
   }
 }

@@ -50,6 +50,8 @@ export class MappedFileQueue {
   /** RocketMQ marks commit and flush `synchronized`; these chains do the same for async calls. */
   #commitChain: Promise<unknown> = Promise.resolve();
   #flushChain: Promise<unknown> = Promise.resolve();
+  #commitsQueued = 0;
+  #flushesQueued = 0;
   /** Why the last segment creation failed (for the put result). */
   lastCreateError: Error | null = null;
 
@@ -232,8 +234,21 @@ export class MappedFileQueue {
 
   /** Flushes the file holding `flushedWhere`. Returns true when nothing moved (RocketMQ's sense). */
   flush(flushLeastPages: number): Promise<boolean> {
-    const next = this.#flushChain.then(() => this.#flush0(flushLeastPages));
-    this.#flushChain = next.catch(() => undefined);
+    // Started at once when nothing is queued: going through the chain would push the fdatasync
+    // behind every microtask already queued.
+    const next =
+      this.#flushesQueued === 0
+        ? this.#flush0(flushLeastPages)
+        : this.#flushChain.then(() => this.#flush0(flushLeastPages));
+    this.#flushesQueued++;
+    this.#flushChain = next.then(
+      () => {
+        this.#flushesQueued--;
+      },
+      () => {
+        this.#flushesQueued--;
+      },
+    );
     return next;
   }
 
@@ -255,16 +270,37 @@ export class MappedFileQueue {
    * Commits the file holding `committedWhere` (at most `writeSizeMaxBytes` of whole appends, see
    * `MappedFile.commit`). Returns true when nothing moved.
    */
-  commit(commitLeastPages: number, writeSizeMaxBytes = Number.POSITIVE_INFINITY): Promise<boolean> {
-    const next = this.#commitChain.then(() => this.#commit0(commitLeastPages, writeSizeMaxBytes));
-    this.#commitChain = next.catch(() => undefined);
+  commit(
+    commitLeastPages: number,
+    writeSizeMaxBytes = Number.POSITIVE_INFINITY,
+    syncWriteMaxBytes = 0,
+  ): Promise<boolean> {
+    // Started at once when nothing is queued, so the write is on its way to the thread pool before
+    // the caller's next line runs (the put path relies on this to overlap writing with encoding).
+    const next =
+      this.#commitsQueued === 0
+        ? this.#commit0(commitLeastPages, writeSizeMaxBytes, syncWriteMaxBytes)
+        : this.#commitChain.then(() => this.#commit0(commitLeastPages, writeSizeMaxBytes, syncWriteMaxBytes));
+    this.#commitsQueued++;
+    this.#commitChain = next.then(
+      () => {
+        this.#commitsQueued--;
+      },
+      () => {
+        this.#commitsQueued--;
+      },
+    );
     return next;
   }
 
-  async #commit0(commitLeastPages: number, writeSizeMaxBytes: number): Promise<boolean> {
+  async #commit0(
+    commitLeastPages: number,
+    writeSizeMaxBytes: number,
+    syncWriteMaxBytes: number,
+  ): Promise<boolean> {
     const file = this.findMappedFileByOffset(this.committedWhere, this.committedWhere === 0);
     if (file === null) return true;
-    const offset = await file.commit(commitLeastPages, writeSizeMaxBytes);
+    const offset = await file.commit(commitLeastPages, writeSizeMaxBytes, syncWriteMaxBytes);
     const where = file.fileFromOffset + offset;
     const noProgress = where === this.committedWhere;
     this.committedWhere = where;

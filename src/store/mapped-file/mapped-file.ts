@@ -207,7 +207,7 @@ export class MappedFile extends ReferenceResource implements AppendTarget {
         return this.#regionAt(last, length);
       }
     }
-    assert.ok(length <= this.#pool.bufferSizeBytes, 'a record must fit in one write buffer');
+    if (length > this.#pool.bufferSizeBytes) assert.fail('a record must fit in one write buffer');
     const buffer = this.#pool.borrowBuffer();
     if (buffer === null) return null;
     const chunk: WriteChunk = { buffer, fileStart: this.#wrotePosition, used: 0 };
@@ -234,7 +234,7 @@ export class MappedFile extends ReferenceResource implements AppendTarget {
    * left (`maxBlank`), then moves the write position by what the callback wrote.
    */
   appendMessage<T extends AppendOutcome>(doAppend: (target: AppendTarget, maxBlank: number) => T): T {
-    assert.ok(this.#wrotePosition < this.fileSize, 'append to a full segment');
+    if (this.#wrotePosition >= this.fileSize) assert.fail('append to a full segment');
     const chunkCount = this.#chunks.length;
     const lastUsed = this.#chunks.at(-1)?.used ?? 0;
     let result: T;
@@ -254,10 +254,8 @@ export class MappedFile extends ReferenceResource implements AppendTarget {
     this.#appendEnds.push(this.#wrotePosition, this.#storeTimestamp);
     this.#checkPositions();
     const last = this.#chunks.at(-1);
-    assert.ok(
-      last === undefined || last.fileStart + last.used <= this.#wrotePosition,
-      'buffered bytes end by wrotePosition',
-    );
+    if (last !== undefined && last.fileStart + last.used > this.#wrotePosition)
+      assert.fail('buffered bytes end by wrotePosition');
     return result;
   }
 
@@ -303,15 +301,20 @@ export class MappedFile extends ReferenceResource implements AppendTarget {
   /**
    * Writes the buffered bytes to the file: all of them, or with `writeSizeMaxBytes` only as many
    * whole appends as fit in that many bytes (at least one), so a long backlog is written in pieces
-   * and the puts of the first piece can be answered while the next is written. One commit runs at
+   * and the puts of the first piece can be answered while the next is written. A write of at most
+   * `syncWriteMaxBytes` is made synchronously on the event loop, others on the thread pool. One commit runs at
    * a time per file; a caller that arrives while one is running waits for it and then decides for
    * itself. Throws `StoreError` (`ERR_COMMIT_FAILED` or `ERR_DISK_FULL`) and leaves
    * `committedPosition` unchanged on failure.
    */
-  async commit(commitLeastPages: number, writeSizeMaxBytes = Number.POSITIVE_INFINITY): Promise<number> {
+  async commit(
+    commitLeastPages: number,
+    writeSizeMaxBytes = Number.POSITIVE_INFINITY,
+    syncWriteMaxBytes = 0,
+  ): Promise<number> {
     while (this.#commitInFlight !== null) await this.#commitInFlight.catch(() => undefined);
     if (this.isAbleToCommit(commitLeastPages) && this.hold()) {
-      const inFlight = this.#commit0(writeSizeMaxBytes);
+      const inFlight = this.#commit0(writeSizeMaxBytes, syncWriteMaxBytes);
       this.#commitInFlight = inFlight;
       try {
         await inFlight;
@@ -323,7 +326,7 @@ export class MappedFile extends ReferenceResource implements AppendTarget {
     return this.#committedPosition;
   }
 
-  async #commit0(writeSizeMaxBytes: number): Promise<void> {
+  async #commit0(writeSizeMaxBytes: number, syncWriteMaxBytes: number): Promise<void> {
     const from = this.#committedPosition;
     // Commit up to an append boundary: everything, or the appends that fit in the size cap.
     const ends = this.#appendEnds;
@@ -345,7 +348,16 @@ export class MappedFile extends ReferenceResource implements AppendTarget {
     }
     if (slices.length > 0) {
       try {
-        await this.#file.write(slices, from);
+        if (write - from <= syncWriteMaxBytes) {
+          // Small enough to write on the event loop: cheaper than the thread-pool round trip.
+          let position = from;
+          for (const slice of slices) {
+            this.#file.writeSync(slice, position);
+            position += slice.length;
+          }
+        } else {
+          await this.#file.write(slices, from);
+        }
       } catch (err) {
         const code = isDiskFullError(err) ? 'ERR_DISK_FULL' : 'ERR_COMMIT_FAILED';
         throw new StoreError(
@@ -569,9 +581,10 @@ export class MappedFile extends ReferenceResource implements AppendTarget {
   }
 
   #checkPositions(): void {
-    assert.ok(this.#wrotePosition <= this.fileSize, 'wrotePosition must not pass the file size');
-    assert.ok(this.#wrotePosition >= this.#committedPosition, 'wrote >= committed');
-    assert.ok(this.#committedPosition >= this.#flushedPosition, 'committed >= flushed');
+    // Written as plain checks: this runs on every append.
+    if (this.#wrotePosition > this.fileSize) assert.fail('wrotePosition must not pass the file size');
+    if (this.#wrotePosition < this.#committedPosition) assert.fail('wrote >= committed');
+    if (this.#committedPosition < this.#flushedPosition) assert.fail('committed >= flushed');
   }
 
   override toString(): string {
