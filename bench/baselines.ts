@@ -44,7 +44,7 @@ export class BareGroupCommit {
   #flushedPos = 0;
   #fileOffset = 0;
   #flushing = false;
-  readonly #waiters: { end: number; resolve: () => void }[] = [];
+  readonly #waiters: { end: number; resolve: (value: undefined) => void }[] = [];
   readonly #fileSize: number;
 
   constructor(file: string, fileSize: number) {
@@ -54,13 +54,13 @@ export class BareGroupCommit {
     this.#buffer = Buffer.allocUnsafe(64 * 1024 * 1024);
   }
 
-  append(body: Buffer, recordBytes: number): Promise<void> {
+  append(body: Buffer, recordBytes: number): Promise<undefined> {
     if (this.#writePos - this.#bufferStart + recordBytes > this.#buffer.length)
       throw new Error('bench buffer full');
     if (this.#fileOffset + this.#writePos + recordBytes > this.#fileSize) throw new Error('bench file full');
     fillRecord(this.#buffer, this.#writePos - this.#bufferStart, body, recordBytes);
     this.#writePos += recordBytes;
-    const promise = new Promise<void>((resolve) => this.#waiters.push({ end: this.#writePos, resolve }));
+    const promise = new Promise<undefined>((resolve) => this.#waiters.push({ end: this.#writePos, resolve }));
     if (!this.#flushing) {
       this.#flushing = true;
       setImmediate(() => void this.#flushLoop());
@@ -80,7 +80,7 @@ export class BareGroupCommit {
         released < this.#waiters.length &&
         (this.#waiters[released]?.end ?? Number.POSITIVE_INFINITY) <= end
       ) {
-        this.#waiters[released]?.resolve();
+        this.#waiters[released]?.resolve(undefined);
         released++;
       }
       this.#waiters.splice(0, released);
@@ -116,7 +116,7 @@ export class BareCopyPwrite {
   #writing = false;
   #lastSync = performance.now();
   #syncing = false;
-  readonly #waiters: { end: number; resolve: () => void }[] = [];
+  readonly #waiters: { end: number; resolve: (value: undefined) => void }[] = [];
   #waiterHead = 0;
 
   constructor(file: string, fileSize: number) {
@@ -131,12 +131,12 @@ export class BareCopyPwrite {
     return this.#fileOffset + this.#writePos;
   }
 
-  append(body: Buffer, recordBytes: number): Promise<void> {
+  append(body: Buffer, recordBytes: number): Promise<undefined> {
     if (this.#writePos + recordBytes > this.#buffer.length) throw new Error('bench buffer full');
     if (this.#fileOffset + this.#writePos + recordBytes > this.#fileSize) throw new Error('bench file full');
     fillRecord(this.#buffer, this.#writePos, body, recordBytes);
     this.#writePos += recordBytes;
-    const promise = new Promise<void>((resolve) => this.#waiters.push({ end: this.#writePos, resolve }));
+    const promise = new Promise<undefined>((resolve) => this.#waiters.push({ end: this.#writePos, resolve }));
     if (!this.#writing) {
       this.#writing = true;
       setImmediate(() => void this.#writeLoop());
@@ -154,7 +154,7 @@ export class BareCopyPwrite {
         this.#waiterHead < this.#waiters.length &&
         (this.#waiters[this.#waiterHead]?.end ?? Number.POSITIVE_INFINITY) <= end
       ) {
-        this.#waiters[this.#waiterHead++]?.resolve();
+        this.#waiters[this.#waiterHead++]?.resolve(undefined);
       }
       if (this.#waiterHead === this.#waiters.length) {
         this.#waiters.length = 0;

@@ -56,25 +56,35 @@ interface LatencyRun {
   readonly p99Ms: number;
 }
 
-/** N producers, each awaiting its put before the next; counts puts finished after the warm-up. */
+/** What a put resolves to: the store's result, or nothing for a baseline (which cannot fail). */
+type PutOutcome = { readonly status: string };
+
+/**
+ * N producers, each awaiting its put before the next; counts puts finished after the warm-up.
+ * Store and baseline puts are awaited the same way (their own promise, no wrapper), and a store
+ * put that is not PUT_OK fails the run.
+ */
 async function runProducers(
   producers: number,
-  put: () => Promise<unknown>,
+  put: () => Promise<PutOutcome | undefined>,
   seconds: number,
 ): Promise<LatencyRun> {
   const latencies = new Float64Array(4_000_000);
   let count = 0;
+  let failures = 0;
   const warmEnd = performance.now() + WARMUP_MS;
   const end = warmEnd + seconds * 1000;
   const lane = async (): Promise<void> => {
     for (;;) {
       const begin = performance.now();
       if (begin >= end) return;
-      await put();
+      const outcome = await put();
+      if (outcome !== undefined && outcome.status !== 'PUT_OK') failures++;
       if (begin >= warmEnd && count < latencies.length) latencies[count++] = performance.now() - begin;
     }
   };
   await Promise.all(Array.from({ length: producers }, lane));
+  if (failures > 0) throw new Error(`${failures} puts were not PUT_OK`);
   const elapsed = (performance.now() - warmEnd) / 1000;
   const sorted = latencies.subarray(0, count).sort();
   return { msgsPerSec: count / elapsed, p50Ms: percentile(sorted, 50), p99Ms: percentile(sorted, 99) };
@@ -86,7 +96,7 @@ async function runProducers(
  * refused as busy is retried after 1 ms, as a client would back off.
  */
 async function runWindowed(
-  put: () => Promise<{ status: string } | undefined>,
+  put: () => Promise<PutOutcome | undefined>,
   seconds: number,
 ): Promise<{ msgsPerSec: number; busy: number }> {
   let ok = 0;
@@ -114,7 +124,7 @@ async function runWindowed(
         void put().then(onDone);
       }
     };
-    const onDone = (result: { status: string } | undefined): void => {
+    const onDone = (result: PutOutcome | undefined): void => {
       inFlight--;
       const status = result?.status ?? 'PUT_OK';
       if (status === 'PUT_OK') ok++;
@@ -198,19 +208,9 @@ async function benchSyncRow(producers: number): Promise<string[]> {
   const bareRuns: LatencyRun[] = [];
   const ratios: number[] = [];
   for (let pair = 0; pair < PAIRS; pair++) {
-    const s = await withFreshStore('SYNC_FLUSH', false, async (store) => {
-      let failures = 0;
-      const put = storePut(store, body);
-      const run = await runProducers(
-        producers,
-        async () => {
-          if ((await put()).status !== 'PUT_OK') failures++;
-        },
-        SECONDS,
-      );
-      if (failures > 0) throw new Error(`${failures} SYNC_FLUSH puts were not PUT_OK`);
-      return run;
-    });
+    const s = await withFreshStore('SYNC_FLUSH', false, (store) =>
+      runProducers(producers, storePut(store, body), SECONDS),
+    );
     const bareDir = freshDir('bare-gc');
     const bare = new BareGroupCommit(path.join(bareDir, 'log'), BARE_FILE_BYTES);
     let b: LatencyRun;
@@ -256,12 +256,7 @@ async function benchAsyncRow(size: number): Promise<string[]> {
     const bare = new BareCopyPwrite(path.join(bareDir, 'log'), BARE_FILE_BYTES);
     let b: number;
     try {
-      b = (
-        await runWindowed(async () => {
-          await bare.append(body, recordBytes);
-          return undefined;
-        }, SECONDS)
-      ).msgsPerSec;
+      b = (await runWindowed(() => bare.append(body, recordBytes), SECONDS)).msgsPerSec;
     } finally {
       await bare.close();
       fs.rmSync(bareDir, { recursive: true, force: true });

@@ -22,7 +22,9 @@ export type StoreErrorCode =
   /** A new segment file could not be created. */
   | 'ERR_CREATE_MAPPED_FILE'
   /** The store was shut down. */
-  | 'ERR_STORE_SHUTDOWN';
+  | 'ERR_STORE_SHUTDOWN'
+  /** Shutdown gave up waiting for the disk to finish the final commits and flushes. */
+  | 'ERR_SHUTDOWN_TIMEOUT';
 
 export class StoreError extends Error {
   override readonly name = 'StoreError';

@@ -256,7 +256,9 @@ export class MessageStore {
 
   /**
    * Flushes and commits everything, answers every waiting put, writes the checkpoint, deletes the
-   * `abort` file (if no I/O error stopped writes) and releases the lock. Idempotent.
+   * `abort` file (if no I/O error stopped writes) and releases the lock. Idempotent. If the disk
+   * does not finish in time (see `CommitLog.shutdownJoinTimeoutMs`), it still releases the lock,
+   * keeps `abort`, and rejects with `StoreError('ERR_SHUTDOWN_TIMEOUT')`.
    */
   shutdown(): Promise<void> {
     this.#shutdownPromise ??= this.#shutdown0();
@@ -265,15 +267,23 @@ export class MessageStore {
 
   async #shutdown0(): Promise<void> {
     if (this.#checkpointTimer !== null) clearInterval(this.#checkpointTimer);
+    let failure: unknown = null;
     try {
-      await this.#commitLog.shutdown();
       try {
-        await this.#checkpoint.flush();
+        await this.#commitLog.shutdown();
       } catch (err) {
-        this.#onCheckpointError(err);
+        failure = err;
       }
-      await this.#checkpoint.shutdown();
-      if (this.#runningFlags.isWriteable()) {
+      // The checkpoint says what is durable: only write it when the commit log finished.
+      if (failure === null) {
+        try {
+          await this.#checkpoint.flush();
+        } catch (err) {
+          this.#onCheckpointError(err);
+        }
+        await this.#checkpoint.shutdown();
+      }
+      if (failure === null && this.#runningFlags.isWriteable()) {
         const abortPath = path.join(this.#config.storePathRootDir, ABORT_FILE_NAME);
         try {
           this.#io.unlinkSync(abortPath);
@@ -290,5 +300,6 @@ export class MessageStore {
     } finally {
       this.#lock.release();
     }
+    if (failure !== null) throw failure;
   }
 }

@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { threadId } from 'node:worker_threads';
 import { errnoCode, StoreError } from './errors.js';
 import type { StoreIO } from './io/store-io.js';
 
@@ -7,18 +8,20 @@ import type { StoreIO } from './io/store-io.js';
  * One store per directory. RocketMQ takes an exclusive `flock` on `{root}/lock`; Node has no
  * flock, so the lock is the file's content instead:
  *
- *   {root}/lock:   "<pid> <process start time>\n"
+ *   {root}/lock:   "<pid> <process start time> <thread id>\n"
  *
  * created with O_EXCL. A lock whose process is gone (or whose pid now belongs to a different
- * process, told apart by its start time in /proc) is stale and taken over. Inside one process a
- * registry catches a second open of the same directory before the file is even looked at.
+ * process, told apart by its start time in /proc) is stale and taken over. Inside one thread a
+ * registry (by real path) catches a second open before the file is even looked at; a lock held
+ * by another worker thread of this process is respected.
  *
- * A RocketMQ directory's `lock` file holds the text "lock"; it names no live process and is
- * taken over the same way.
+ * Taking over a stale lock renames it aside first and checks that what was renamed is the stale
+ * lock that was judged, so two processes racing for it cannot both win. (A RocketMQ directory's
+ * `lock` holds the text "lock"; it names no live process and is taken over the same way.)
  */
 export const LOCK_FILE_NAME = 'lock';
 
-const openInThisProcess = new Set<string>();
+const openInThisThread = new Set<string>();
 
 /** Start time of a process in clock ticks since boot, or null where /proc has no answer. */
 function processStartTime(pid: number): string | null {
@@ -32,14 +35,6 @@ function processStartTime(pid: number): string | null {
   }
 }
 
-function realPath(dir: string): string {
-  try {
-    return fs.realpathSync(dir);
-  } catch {
-    return path.resolve(dir);
-  }
-}
-
 function isProcessAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -49,17 +44,35 @@ function isProcessAlive(pid: number): boolean {
   }
 }
 
-function lockOwnerIsAlive(content: string): { alive: boolean; pid: number | null } {
-  const match = /^(\d+) (\S+)/.exec(content);
-  if (match === null) return { alive: false, pid: null };
+function realPath(dir: string): string {
+  try {
+    return fs.realpathSync(dir);
+  } catch {
+    return path.resolve(dir);
+  }
+}
+
+interface LockOwner {
+  readonly alive: boolean;
+  readonly describe: string;
+}
+
+function lockOwner(content: string): LockOwner {
+  const match = /^(\d+) (\S+)(?: (\d+))?/.exec(content);
+  if (match === null) return { alive: false, describe: 'no process' };
   const pid = Number(match[1]);
-  // Our own pid: the in-process registry (checked first) knows every store this process has open,
-  // so a lock with our pid that is not in it was left by an instance that was never shut down.
-  if (pid === process.pid) return { alive: false, pid };
-  if (!isProcessAlive(pid)) return { alive: false, pid };
+  const thread = match[3] === undefined ? 0 : Number(match[3]);
+  if (pid === process.pid) {
+    // This process: the registry already said this thread has no store here, so a lock of this
+    // thread was left by an instance that was never shut down; another thread's is live.
+    return thread === threadId
+      ? { alive: false, describe: 'this thread' }
+      : { alive: true, describe: `worker thread ${thread} of this process` };
+  }
+  if (!isProcessAlive(pid)) return { alive: false, describe: `process ${pid}` };
   const startTime = processStartTime(pid);
   // Without /proc the pid check is all there is; trust it.
-  return { alive: startTime === null || startTime === match[2], pid };
+  return { alive: startTime === null || startTime === match[2], describe: `process ${pid}` };
 }
 
 export class StoreLock {
@@ -78,12 +91,12 @@ export class StoreLock {
   static acquire(io: StoreIO, rootDir: string): StoreLock {
     // The real path: a symlink to an open store is the same store.
     const key = realPath(rootDir);
-    if (openInThisProcess.has(key)) {
+    if (openInThisThread.has(key)) {
       throw new StoreError('ERR_STORE_LOCKED', `the store directory ${key} is already open in this process`);
     }
     const lockPath = path.join(key, LOCK_FILE_NAME);
-    const content = `${process.pid} ${processStartTime(process.pid) ?? 'unknown'}\n`;
-    for (let attempt = 0; attempt < 2; attempt++) {
+    const content = `${process.pid} ${processStartTime(process.pid) ?? 'unknown'} ${threadId}\n`;
+    for (let attempt = 0; attempt < 3; attempt++) {
       try {
         const file = io.openSync(lockPath, 'create-new');
         try {
@@ -92,21 +105,26 @@ export class StoreLock {
         } finally {
           file.closeSync();
         }
-        openInThisProcess.add(key);
+        openInThisThread.add(key);
         return new StoreLock(key, lockPath, io);
       } catch (err) {
         if (errnoCode(err) !== 'EEXIST') throw err;
       }
-      const existing = io.readFileSync(lockPath).toString('utf8');
-      const owner = lockOwnerIsAlive(existing);
+      let existing: string;
+      try {
+        existing = io.readFileSync(lockPath).toString('utf8');
+      } catch (err) {
+        if (errnoCode(err) === 'ENOENT') continue; // released meanwhile: try again
+        throw err;
+      }
+      const owner = lockOwner(existing);
       if (owner.alive) {
         throw new StoreError(
           'ERR_STORE_LOCKED',
-          `the store directory ${key} is locked by process ${owner.pid} (${lockPath}); only one store may use it`,
+          `the store directory ${key} is locked by ${owner.describe} (${lockPath}); only one store may use it`,
         );
       }
-      // Stale: its process is gone. Remove it and try once more.
-      io.unlinkSync(lockPath);
+      StoreLock.#takeOverStale(io, lockPath, existing);
     }
     throw new StoreError(
       'ERR_STORE_LOCKED',
@@ -114,11 +132,32 @@ export class StoreLock {
     );
   }
 
+  /** Moves a stale lock aside, and puts it back if what moved was not the one judged stale. */
+  static #takeOverStale(io: StoreIO, lockPath: string, judged: string): void {
+    const aside = `${lockPath}.stale.${process.pid}.${threadId}.${Date.now()}`;
+    try {
+      io.renameSync(lockPath, aside);
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') return; // someone else moved it: try again
+      throw err;
+    }
+    const moved = io.readFileSync(aside).toString('utf8');
+    if (moved !== judged) {
+      // Another process took it over between our read and our rename: give it back if we can.
+      try {
+        fs.linkSync(aside, lockPath);
+      } catch (err) {
+        if (errnoCode(err) !== 'EEXIST') throw err;
+      }
+    }
+    io.unlinkSync(aside);
+  }
+
   /** Releases the lock (idempotent). */
   release(): void {
     if (this.#released) return;
     this.#released = true;
-    openInThisProcess.delete(this.#key);
+    openInThisThread.delete(this.#key);
     try {
       this.#io.unlinkSync(this.#path);
     } catch (err) {

@@ -372,11 +372,20 @@ describe('MessageStore: puts, batches and reopening', () => {
 });
 
 describe('MessageStore: a disk that is full or backed up', () => {
-  it('ENOSPC on commit: waiting puts fail, writes stop, and resume once a commit succeeds', async (t) => {
+  /** A store whose commit log writes fail with ENOSPC while `full()` says so. */
+  async function diskFullStore(
+    t: Parameters<typeof tempDir>[0],
+    syncFlushTimeout: number,
+  ): Promise<{ store: MessageStore; setFull: (full: boolean) => void }> {
     const io = new InstrumentedIO();
     const store = await openStore(
       t,
-      { storePathRootDir: tempDir(t), flushIntervalCommitLog: 20, flushCommitLogTimed: true },
+      {
+        storePathRootDir: tempDir(t),
+        flushIntervalCommitLog: 20,
+        flushCommitLogTimed: true,
+        syncFlushTimeout,
+      },
       { io },
     );
     assertStatus(
@@ -384,28 +393,59 @@ describe('MessageStore: a disk that is full or backed up', () => {
       'PUT_OK',
       'before the disk fills',
     );
-    let full = true;
+    let full = false;
     io.hooks.beforeWrite = (file) => {
       if (full && file.includes('commitlog')) {
         throw Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
       }
     };
-    const failed = await store.putMessage({ topic: 'D', queueId: 0, body: body(10) });
-    assertStatus(failed, 'SERVICE_NOT_AVAILABLE', 'the put whose write hit ENOSPC');
-    assert.equal(failed.error?.code, 'ERR_DISK_FULL');
-    assert.ok(failed.appendResult !== null, 'it was appended to the write buffer');
-    assert.equal(store.isWriteable(), false);
+    return {
+      store,
+      setFull: (value) => {
+        full = value;
+      },
+    };
+  }
+
+  it('ENOSPC on commit: new puts are refused, a waiting put gets PUT_OK once space returns in time', async (t) => {
+    const { store, setFull } = await diskFullStore(t, 60_000);
+    setFull(true);
+    const waiting = store.putMessage({ topic: 'D', queueId: 0, body: body(10) });
+    await waitUntil(() => !store.isWriteable(), 'the disk-full flag');
+    assert.equal(store.getRunningFlags().cause?.code, 'ERR_DISK_FULL');
     const refused = await store.putMessage({ topic: 'D', queueId: 0, body: body(10) });
     assertStatus(refused, 'SERVICE_NOT_AVAILABLE', 'a put while the disk is full');
     assert.match(refused.reason ?? '', /ENOSPC/);
-    full = false;
-    // FlushRealTimeService retries the commit on its interval; success clears DISK_FULL.
-    await waitUntil(() => store.isWriteable(), 'the disk-full flag to clear');
+    assert.equal(refused.appendResult, null, 'a refused put is not appended');
+    setFull(false);
+    // FlushRealTimeService retries the commit on its interval; success clears DISK_FULL and the
+    // appended put, which kept waiting, is written and acknowledged.
+    const acked = await waiting;
+    assertStatus(acked, 'PUT_OK', 'the put appended before the disk filled');
+    assert.equal(store.isWriteable(), true);
+    assert.ok((await store.lookMessageByOffset(acked.appendResult?.wroteOffset ?? -1)) !== null);
     const after = await store.putMessage({ topic: 'D', queueId: 0, body: body(10) });
     assertStatus(after, 'PUT_OK', 'after space returned');
-    // The buffered message was written when space returned: both are readable.
-    assert.ok((await store.lookMessageByOffset(failed.appendResult?.wroteOffset ?? -1)) !== null);
-    assert.equal(after.appendResult?.queueOffset, 2);
+    assert.equal(after.appendResult?.queueOffset, 2, 'the refused put took no queue offset');
+  });
+
+  it('ENOSPC on commit for longer than syncFlushTimeout: the waiting put ends FLUSH_DISK_TIMEOUT, and is stored later', async (t) => {
+    const { store, setFull } = await diskFullStore(t, 200);
+    setFull(true);
+    const timedOut = await store.putMessage({ topic: 'D', queueId: 0, body: body(10) });
+    assertStatus(timedOut, 'FLUSH_DISK_TIMEOUT', 'a put whose write cannot complete in time');
+    assert.match(timedOut.reason ?? '', /not written to its file within syncFlushTimeout \(200 ms\)/);
+    assert.ok(timedOut.appendResult !== null, 'FLUSH_DISK_TIMEOUT means stored');
+    setFull(false);
+    await waitUntil(() => store.isWriteable(), 'the disk-full flag to clear');
+    // The message was in the write buffer all along and is written once space returns.
+    await waitUntil(
+      () =>
+        store.getMaxPhyOffset() >=
+        (timedOut.appendResult?.wroteOffset ?? 0) + (timedOut.appendResult?.wroteBytes ?? 0),
+      'the buffered message to be written',
+    );
+    assert.ok((await store.lookMessageByOffset(timedOut.appendResult?.wroteOffset ?? -1)) !== null);
   });
 
   it('a write that hangs makes new puts OS_PAGE_CACHE_BUSY instead of queueing forever', async (t) => {

@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { threadId } from 'node:worker_threads';
 import {
   MessageStore,
   type MessageStoreConfigInput,
@@ -89,7 +90,11 @@ describe('StoreLock', () => {
     const first = await open({ storePathRootDir: root });
     try {
       const lockContent = fs.readFileSync(path.join(root, 'lock'), 'utf8');
-      assert.match(lockContent, new RegExp(`^${process.pid} \\S+\\n$`), 'the lock names this process');
+      assert.match(
+        lockContent,
+        new RegExp(`^${process.pid} \\S+ ${threadId}\\n$`),
+        'the lock names this process and thread',
+      );
       await assert.rejects(open({ storePathRootDir: root }), isLocked);
       // The same directory spelled differently is the same directory.
       await assert.rejects(open({ storePathRootDir: `${root}/./` }), isLocked);

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import nodePath from 'node:path';
 import { StoreError } from '../errors.js';
 import type { StoreFileHandle, StoreIO } from '../io/store-io.js';
 import { readInt64BE, writeInt64BE } from '../message/int64.js';
@@ -66,6 +67,7 @@ export class StoreCheckpoint {
       if (size < CHECKPOINT_FILE_SIZE_BYTES) {
         file.truncateSync(CHECKPOINT_FILE_SIZE_BYTES);
         file.datasyncSync();
+        if (existed === null) io.fsyncDirectorySync(nodePath.dirname(path));
       }
       const checkpoint = new StoreCheckpoint(path, file, created);
       checkpoint.physicMsgTimestamp = checkpoint.#field(page, PHYSIC_MSG_TIMESTAMP_POSITION);

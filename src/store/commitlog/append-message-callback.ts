@@ -141,9 +141,13 @@ function endOfFile(
   queueOffset: number,
   storeTimestamp: number,
 ): AppendMessageResult {
-  const region = target.reserve(END_FILE_MIN_BLANK_LENGTH_BYTES);
-  if (region === null) return notWritten(WRITE_BUFFER_BUSY, wroteOffset, queueOffset, storeTimestamp);
-  writeBlankRecord(region.buffer, region.offset, maxBlank);
+  // Fewer than 8 bytes left (only a file not written by this store ends so): no room even for
+  // the BLANK. The segment is full all the same; readers skip such a tail.
+  if (maxBlank >= END_FILE_MIN_BLANK_LENGTH_BYTES) {
+    const region = target.reserve(END_FILE_MIN_BLANK_LENGTH_BYTES);
+    if (region === null) return notWritten(WRITE_BUFFER_BUSY, wroteOffset, queueOffset, storeTimestamp);
+    writeBlankRecord(region.buffer, region.offset, maxBlank);
+  }
   return new AppendMessageResult(
     AppendMessageStatus.END_OF_FILE,
     wroteOffset,
@@ -258,9 +262,4 @@ export class DefaultAppendMessageCallback {
       records,
     );
   }
-}
-
-/** The message id(s) of an append (kept for callers holding the records separately). */
-export function msgIdOf(result: AppendMessageResult, _records: readonly EncodedRecord[]): string {
-  return result.msgId;
 }

@@ -1,5 +1,10 @@
 import type { MappedFile } from '../mapped-file/mapped-file.js';
 import { type CheckResult, checkMessageAndReturnSize } from '../message/message-decoder.js';
+import {
+  END_FILE_MIN_BLANK_LENGTH_BYTES,
+  MESSAGE_MAGIC_CODE_V1,
+  MESSAGE_MAGIC_CODE_V2,
+} from '../message/message-format.js';
 
 /**
  * Walks the records of one segment in file order, reading it in large windows (recovery, and
@@ -53,9 +58,26 @@ export function scanSegment(
   const windowSize = Math.max(options.windowSizeBytes, 64 * 1024);
   let position = startPosition;
   while (position < limit) {
-    const length = Math.min(windowSize, limit - position);
-    const window = file.readSync(position, length);
+    // Fewer bytes than a BLANK left at the end of the segment: no record can start there.
+    if (limit === file.fileSize && limit - position < END_FILE_MIN_BLANK_LENGTH_BYTES) {
+      return { position, stop: 'blank', reason: null };
+    }
+    let length = Math.min(windowSize, limit - position);
+    let window = file.readSync(position, length);
     if (window === null) return { position, stop: 'invalid', reason: 'the segment could not be read' };
+    // A record larger than the window (written with a larger maxMessageSize than today's) is
+    // read whole: the window size is a reading choice, never a limit on what is valid.
+    const claimed = length >= 8 ? window.readInt32BE(0) : 0;
+    const magic = length >= 8 ? window.readInt32BE(4) : 0;
+    if (
+      claimed > length &&
+      position + claimed <= limit &&
+      (magic === MESSAGE_MAGIC_CODE_V1 || magic === MESSAGE_MAGIC_CODE_V2)
+    ) {
+      length = claimed;
+      window = file.readSync(position, length);
+      if (window === null) return { position, stop: 'invalid', reason: 'the segment could not be read' };
+    }
     const moreAfterWindow = position + length < limit;
     let offset = 0;
     while (offset < length) {
@@ -63,14 +85,24 @@ export function scanSegment(
       // A record cut off by the window (not by the file) is read again at the start of the next.
       if (moreAfterWindow && offset > 0) {
         if (left < 8) break;
-        const claimed = window.readInt32BE(offset);
-        if (claimed > left && claimed <= windowSize) break;
+        const size = window.readInt32BE(offset);
+        if (size > left && position + offset + size <= limit) break;
       }
       const result = checkMessageAndReturnSize(window, offset, length, {
         checkCRC: options.checkCRC,
         forceVerifyPropCRC: options.forceVerifyPropCRC,
         expectedPhysicalOffset: file.fileFromOffset + position + offset,
       });
+      if (result.kind === 'blank' && position + offset + result.size !== file.fileSize) {
+        const reason = `BLANK record of ${result.size} bytes does not end at the end of the segment`;
+        onRecord({
+          position: position + offset,
+          result: { kind: 'invalid', size: -1, reason },
+          buffer: window,
+          bufferOffset: offset,
+        });
+        return { position: position + offset, stop: 'invalid', reason };
+      }
       const keepGoing = onRecord({
         position: position + offset,
         result,
@@ -86,4 +118,25 @@ export function scanSegment(
     position += offset;
   }
   return { position, stop: 'limit', reason: null };
+}
+
+/**
+ * True when the record at `position` of `file` is valid: where it says it is, with a good body CRC.
+ * (Never the whole-record CRC: this asks whether real data is there, and records written before
+ * `forceVerifyPropCRC` was turned on have none.)
+ */
+export function isValidRecordAt(file: MappedFile, position: number): boolean {
+  if (position < 0 || position + 8 > file.fileSize) return false;
+  const head = file.readSync(position, 8);
+  if (head === null) return false;
+  const size = head.readInt32BE(0);
+  if (size < 8 || position + size > file.fileSize) return false;
+  const bytes = file.readSync(position, size);
+  if (bytes === null) return false;
+  const result = checkMessageAndReturnSize(bytes, 0, size, {
+    checkCRC: true,
+    forceVerifyPropCRC: false,
+    expectedPhysicalOffset: file.fileFromOffset + position,
+  });
+  return result.kind === 'record';
 }

@@ -33,7 +33,7 @@ import {
   DefaultAppendMessageCallback,
   WRITE_BUFFER_BUSY,
 } from './append-message-callback.js';
-import { SCAN_WINDOW_SIZE_DEFAULT_BYTES, scanSegment } from './commit-log-scanner.js';
+import { isValidRecordAt, SCAN_WINDOW_SIZE_DEFAULT_BYTES, scanSegment } from './commit-log-scanner.js';
 import { CommitRealTimeService } from './commit-real-time-service.js';
 import type { FlushContext } from './flush-context.js';
 import { FlushDiskWatcher } from './flush-disk-watcher.js';
@@ -119,6 +119,9 @@ export const COMMIT_SYNC_WRITE_MAX_BYTES = 256 * 1024;
 /** Pool off: a burst this large is written at once instead of at the end of the turn. */
 export const COMMIT_EAGER_MIN_BYTES = 64 * 1024;
 
+/** Shutdown waits at least this long for the final commits and flushes, ms. */
+export const SHUTDOWN_JOIN_TIMEOUT_MIN_MS = 5000;
+
 /** Largest piece of the pool-off turn commit (see `#commitPipelined`). */
 export const COMMIT_PIPELINE_WRITE_SIZE_MAX_BYTES = 1024 * 1024;
 
@@ -138,10 +141,11 @@ export class CommitLog {
   readonly #topicQueueTable = new TopicQueueTable();
   readonly #flushService: GroupCommitService | FlushRealTimeService;
   readonly #commitService: CommitRealTimeService | null;
-  /** Times out SYNC_FLUSH requests (FLUSH_DISK_TIMEOUT). */
+  /**
+   * Answers every put still waiting at its deadline with FLUSH_DISK_TIMEOUT: it reads the queues
+   * the puts already sit in (the group commit's lists, the commit waiters).
+   */
   readonly #flushDiskWatcher: FlushDiskWatcher;
-  /** Times out puts waiting for their bytes to reach the file (pool off). */
-  readonly #commitWatcher: FlushDiskWatcher;
   /** Puts waiting for the commit, in offset order (pool off). */
   readonly #commitWaiters = new FixedDeque<FlushRequest>(1024);
   readonly #flushContext: FlushContext;
@@ -154,6 +158,12 @@ export class CommitLog {
   #pendingSince = 0;
   #started = false;
   #shutdown = false;
+  #shutdownPromise: Promise<void> | null = null;
+  /**
+   * The write or sync error that stopped the log for good. From then on nothing more is written
+   * (so a put told SERVICE_NOT_AVAILABLE is truly not stored).
+   */
+  #fatalError: StoreError | null = null;
 
   constructor(options: CommitLogOptions) {
     const { config, io, logger, checkpoint, runningFlags } = options;
@@ -198,15 +208,12 @@ export class CommitLog {
       ? new GroupCommitService(this.#flushContext, logger)
       : new FlushRealTimeService(this.#flushContext, logger);
     this.#commitService = this.#poolEnabled ? new CommitRealTimeService(this.#flushContext, logger) : null;
-    const statusOf = (request: FlushRequest): PutMessageStatus => this.#failureStatusOf(request);
-    // The watchers read the queues the puts already sit in (no second queue entry per put).
     const groupCommit = this.#flushService instanceof GroupCommitService ? this.#flushService : null;
     this.#flushDiskWatcher = new FlushDiskWatcher(
       logger,
-      statusOf,
-      () => groupCommit?.pendingRequests() ?? [],
+      () => PutMessageStatus.FLUSH_DISK_TIMEOUT,
+      () => [...(groupCommit?.pendingRequests() ?? []), this.#commitWaiters],
     );
-    this.#commitWatcher = new FlushDiskWatcher(logger, statusOf, () => [this.#commitWaiters]);
   }
 
   /** Opens the segments on disk. */
@@ -232,19 +239,20 @@ export class CommitLog {
       mfq.committedWhere = 0;
       return { maxPhyOffset: 0, messagesRecovered: 0, truncatedBytes: 0, deletedFiles: [], stopReason: null };
     }
+    const scanOptions = {
+      checkCRC: this.#config.checkCRCOnRecover,
+      forceVerifyPropCRC: this.#config.forceVerifyPropCRC,
+      windowSizeBytes: SCAN_WINDOW_SIZE_DEFAULT_BYTES,
+    };
     let messagesRecovered = 0;
     let lastStoreTimestamp = 0;
     let processOffset = (files[0] as MappedFile).fileFromOffset;
     let stopReason: string | null = null;
-    for (const file of files) {
+    for (const [index, file] of files.entries()) {
       const end = scanSegment(
         file,
         0,
-        {
-          checkCRC: this.#config.checkCRCOnRecover,
-          forceVerifyPropCRC: this.#config.forceVerifyPropCRC,
-          windowSizeBytes: Math.max(SCAN_WINDOW_SIZE_DEFAULT_BYTES, this.#encoderConfig.maxMessageSize * 2),
-        },
+        scanOptions,
         ({ result }) => {
           if (result.kind !== 'record') return false;
           messagesRecovered++;
@@ -265,13 +273,71 @@ export class CommitLog {
         processOffset = file.fileFromOffset + fileSize;
         continue;
       }
-      if (end.stop === 'invalid' && !this.#isZeroTail(file, end.position)) stopReason = end.reason;
+      if (end.stop === 'invalid' && !this.#isZeroTail(file, end.position)) {
+        stopReason = end.reason;
+        this.#refuseToCutDurableData(
+          lastExitOK,
+          lastStoreTimestamp,
+          file,
+          end.position,
+          files.slice(index + 1),
+          end.reason,
+        );
+      }
       break;
     }
     // After a clean shutdown the bytes after the end are the pre-sized file's zeros; after a crash
     // (or a bad record) they may hold a torn or stale record, which must go.
     const discard = !lastExitOK || stopReason !== null;
-    return this.#truncateTo(processOffset, messagesRecovered, lastStoreTimestamp, stopReason, discard);
+    const report = this.#truncateTo(
+      processOffset,
+      messagesRecovered,
+      lastStoreTimestamp,
+      stopReason,
+      discard,
+    );
+    // A crashed process may have left segments written but never synced: sync every one now,
+    // before `flushedWhere` claims they are durable (cheap for files with nothing dirty).
+    for (const file of mfq.getMappedFiles()) file.datasyncForRecovery();
+    return report;
+  }
+
+  /**
+   * A bad record ends the log only where a crash can have torn it. Valid records after it, in
+   * data the checkpoint (or a clean shutdown) says was durable, mean damage in the middle of
+   * acknowledged data: cutting there would delete every later message, so the store refuses to
+   * open and says where. (RocketMQ cuts; it also only scans the newest files.)
+   */
+  #refuseToCutDurableData(
+    lastExitOK: boolean,
+    lastValidStoreTimestamp: number,
+    file: MappedFile,
+    position: number,
+    laterFiles: readonly MappedFile[],
+    reason: string | null,
+  ): void {
+    const durable = lastExitOK || lastValidStoreTimestamp < this.#checkpoint.physicMsgTimestamp;
+    if (!durable) return;
+    const head = file.readSync(position, 4);
+    const claimed = head === null ? 0 : head.readInt32BE(0);
+    // The failing record itself may be sound data that a stricter check refuses (records written
+    // before forceVerifyPropCRC was turned on): that is data too.
+    const itselfValid = isValidRecordAt(file, position);
+    const nextRecordValid =
+      claimed >= MESSAGE_MIN_LENGTH_BYTES &&
+      position + claimed < file.fileSize &&
+      isValidRecordAt(file, position + claimed);
+    const laterFileValid = laterFiles.find((later) => isValidRecordAt(later, 0));
+    if (!itselfValid && !nextRecordValid && laterFileValid === undefined) return;
+    const offset = file.fileFromOffset + position;
+    throw new StoreError(
+      'ERR_STORE_FILE_INVALID',
+      `the commit log record at offset ${offset} (${file.fileName}, position ${position}) is damaged` +
+        `${reason === null ? '' : ` (${reason})`}, but valid records are there` +
+        `${laterFileValid === undefined ? '' : ` (from ${laterFileValid.fileName})`} in data that was already durable: ` +
+        'this is damage, not a write torn by a crash. Refusing to open rather than delete the messages after it; ' +
+        'inspect or move the segment, then reopen.',
+    );
   }
 
   /** True when the 8 bytes at `position` are zeros: the pre-sized file's never-written tail. */
@@ -327,19 +393,25 @@ export class CommitLog {
     return cut;
   }
 
-  /** Bytes from `position` up to the last non-zero byte of the segment (0 when all zero). */
+  /**
+   * Bytes of data from `position` on (for the report): up to the last non-zero byte before the
+   * first window of zeros. A segment is written front to back, so nothing lies beyond that.
+   */
   #countTailBytes(file: MappedFile, position: number): number {
     const windowSize = SCAN_WINDOW_SIZE_DEFAULT_BYTES;
     let lastNonZero = -1;
     for (let pos = position; pos < file.fileSize; pos += windowSize) {
       const window = file.readSync(pos, Math.min(windowSize, file.fileSize - pos));
       if (window === null) break;
+      let found = -1;
       for (let i = window.length - 1; i >= 0; i--) {
         if (window[i] !== 0) {
-          lastNonZero = pos + i;
+          found = i;
           break;
         }
       }
+      if (found < 0) break;
+      lastNonZero = pos + found;
     }
     return lastNonZero >= position ? lastNonZero + 1 - position : 0;
   }
@@ -349,7 +421,6 @@ export class CommitLog {
     this.#started = true;
     if (this.#pool instanceof TransientStorePool) this.#pool.init();
     this.#flushDiskWatcher.start();
-    this.#commitWatcher.start();
     this.#commitService?.start();
     this.#flushService.start();
   }
@@ -452,6 +523,10 @@ export class CommitLog {
    * than `osPageCacheBusyTimeOutMills` (plus the commit interval when the pool commits on a timer).
    */
   isOSPageCacheBusy(now: number = Date.now()): boolean {
+    // Under SYNC_FLUSH without the pool, GroupCommitService writes the pending bytes between its
+    // fdatasyncs: a slow sync is not a stuck commit (RocketMQ's measure, the put lock, never
+    // includes the sync either). Those puts end FLUSH_DISK_TIMEOUT instead.
+    if (this.#sync && !this.#poolEnabled) return false;
     return this.#pendingSince !== 0 && now - this.#pendingSince > this.#busyThresholdMs();
   }
 
@@ -471,8 +546,8 @@ export class CommitLog {
       if (waitStoreMsgOK) {
         const request = new PutRequest(nextOffset, this.#config.syncFlushTimeout, 'flush', view);
         groupCommit.putRequest(request);
-        if (!this.#poolEnabled) this.#afterAppend();
-        else if (this.#config.wakeCommitWhenPutMessage) this.#commitService?.wakeup();
+        this.#flushDiskWatcher.wakeupIfIdle();
+        if (this.#poolEnabled && this.#config.wakeCommitWhenPutMessage) this.#commitService?.wakeup();
         return request.promise;
       }
       groupCommit.wakeup();
@@ -486,7 +561,9 @@ export class CommitLog {
     // Pool off: acknowledged once the bytes are in the file (the page cache).
     const request = new PutRequest(nextOffset, this.#config.syncFlushTimeout, 'commit', view);
     this.#commitWaiters.push(request);
-    this.#afterAppend();
+    this.#flushDiskWatcher.wakeupIfIdle();
+    // Under SYNC_FLUSH (waitStoreMsgOK=false) the woken GroupCommitService writes the bytes.
+    if (!this.#sync) this.#afterAppend();
     return request.promise;
   }
 
@@ -497,8 +574,7 @@ export class CommitLog {
    * GroupCommitService does that).
    */
   #afterAppend(): void {
-    // Under SYNC_FLUSH the woken GroupCommitService writes the group itself.
-    if (this.#committerRunning || this.#sync) return;
+    if (this.#committerRunning) return;
     const mfq = this.mappedFileQueue;
     if (mfq.getMaxWrotePosition() - mfq.committedWhere >= COMMIT_EAGER_MIN_BYTES) this.#startCommitter();
     else this.#scheduleTurnCommit();
@@ -540,13 +616,19 @@ export class CommitLog {
    */
   async #commitPipelined(): Promise<void> {
     const mfq = this.mappedFileQueue;
-    let inFlight: Promise<boolean> | null = mfq.commit(0, COMMIT_PIPELINE_WRITE_SIZE_MAX_BYTES);
+    let inFlight: Promise<boolean> | null = this.#commit(0, COMMIT_PIPELINE_WRITE_SIZE_MAX_BYTES, 0);
     while (inFlight !== null) {
       const noProgress: boolean = await inFlight;
       const backlog: boolean = !noProgress && mfq.getMaxWrotePosition() > mfq.committedWhere;
-      inFlight = backlog ? mfq.commit(0, COMMIT_PIPELINE_WRITE_SIZE_MAX_BYTES) : null;
+      inFlight = backlog ? this.#commit(0, COMMIT_PIPELINE_WRITE_SIZE_MAX_BYTES, 0) : null;
       this.#afterCommit(noProgress);
     }
+  }
+
+  /** Every commit goes through here: after a fatal I/O error nothing is written any more. */
+  #commit(commitLeastPages: number, writeSizeMaxBytes: number, syncWriteMaxBytes: number): Promise<boolean> {
+    if (this.#fatalError !== null) return Promise.reject(this.#fatalError);
+    return this.mappedFileQueue.commit(commitLeastPages, writeSizeMaxBytes, syncWriteMaxBytes);
   }
 
   /**
@@ -588,7 +670,7 @@ export class CommitLog {
     // synchronous pwrite saves a thread-pool round trip per group (see COMMIT_SYNC_WRITE_MAX_BYTES).
     const syncWriteMaxBytes = this.#sync ? COMMIT_SYNC_WRITE_MAX_BYTES : 0;
     const commitOnce = async (commitLeastPages: number): Promise<boolean> => {
-      const noProgress = await mfq.commit(commitLeastPages, Number.POSITIVE_INFINITY, syncWriteMaxBytes);
+      const noProgress = await this.#commit(commitLeastPages, Number.POSITIVE_INFINITY, syncWriteMaxBytes);
       this.#afterCommit(noProgress);
       return noProgress;
     };
@@ -631,13 +713,6 @@ export class CommitLog {
     }
   }
 
-  /** The status a put gets when its wait ends without success: how far did its bytes get? */
-  #failureStatusOf(request: FlushRequest): PutMessageStatus {
-    return this.#isCommitted(request.nextOffset)
-      ? PutMessageStatus.FLUSH_DISK_TIMEOUT
-      : PutMessageStatus.SERVICE_NOT_AVAILABLE;
-  }
-
   /** True when every byte below `offset` is in the file. */
   #isCommitted(offset: number): boolean {
     if (offset <= this.mappedFileQueue.committedWhere) return true;
@@ -645,6 +720,16 @@ export class CommitLog {
     return file !== null && file.fileFromOffset + file.committedPosition >= offset;
   }
 
+  /**
+   * A commit or flush failed. Never retry and continue:
+   *
+   * - ENOSPC/EDQUOT: the disk is full. New puts are refused until a commit succeeds again (the
+   *   flush services keep trying); puts already appended keep waiting, and get PUT_OK if space
+   *   returns in time or FLUSH_DISK_TIMEOUT at their deadline, as with a slow disk.
+   * - Anything else: writes stop for good, and nothing more is written. Every waiting put learns
+   *   now how far its bytes got: in the file, FLUSH_DISK_TIMEOUT (stored, not known durable); not
+   *   in the file, SERVICE_NOT_AVAILABLE (never will be).
+   */
   #onIoError(err: unknown): void {
     const error =
       err instanceof StoreError
@@ -652,14 +737,25 @@ export class CommitLog {
         : new StoreError('ERR_COMMIT_FAILED', `commit log I/O failed: ${(err as Error).message}`, {
             cause: err,
           });
-    const firstReport = this.#runningFlags.cause === null;
-    if (error.code === 'ERR_DISK_FULL') this.#runningFlags.makeDiskFull(error);
-    else this.#runningFlags.makeNotWriteable(error);
-    if (firstReport) this.#logger.error({ err: error }, 'the commit log stopped accepting writes');
-    // Never retry and continue: every put still waiting learns now how far its bytes got.
-    const statusOf = (request: FlushRequest): PutMessageStatus => this.#failureStatusOf(request);
-    this.#commitWatcher.failAll(statusOf, error);
-    this.#flushDiskWatcher.failAll(statusOf, error);
+    if (error.code === 'ERR_DISK_FULL') {
+      if (!this.#runningFlags.isDiskFull()) {
+        this.#logger.error({ err: error }, 'the disk is full: puts are refused until a commit succeeds');
+      }
+      this.#runningFlags.makeDiskFull(error);
+      return;
+    }
+    if (this.#fatalError === null) {
+      this.#fatalError = error;
+      this.#logger.error({ err: error }, 'the commit log stopped accepting writes');
+    }
+    this.#runningFlags.makeNotWriteable(error);
+    this.#flushDiskWatcher.failAll(
+      (request) =>
+        this.#isCommitted(request.nextOffset)
+          ? PutMessageStatus.FLUSH_DISK_TIMEOUT
+          : PutMessageStatus.SERVICE_NOT_AVAILABLE,
+      error,
+    );
     this.#commitWaiters.drain();
   }
 
@@ -716,42 +812,101 @@ export class CommitLog {
   }
 
   /**
-   * Stops accepting puts, lets the services finish (final commits and up to 10 full flushes),
-   * answers every waiting put, and closes the segments.
+   * Stops accepting puts, lets the services finish their final commits and flushes, then commits
+   * and flushes whatever they left (their final passes handle one file per call, a bounded number
+   * of times), answers every waiting put, and closes the segments. Idempotent.
+   *
+   * A disk that does not finish within `shutdownJoinTimeoutMs()` does not hang the caller: the
+   * log stops writing for good (so the `abort` file stays and the next open recovers as after a
+   * crash) and the promise rejects with `ERR_SHUTDOWN_TIMEOUT`. RocketMQ bounds its joins too.
    */
-  async shutdown(): Promise<void> {
-    if (this.#shutdown) return;
+  shutdown(): Promise<void> {
+    this.#shutdownPromise ??= this.#shutdown0();
+    return this.#shutdownPromise;
+  }
+
+  /** How long shutdown waits for the disk: twice `syncFlushTimeout`, at least 5 s. */
+  shutdownJoinTimeoutMs(): number {
+    return Math.max(SHUTDOWN_JOIN_TIMEOUT_MIN_MS, 2 * this.#config.syncFlushTimeout);
+  }
+
+  async #shutdown0(): Promise<void> {
     this.#shutdown = true;
-    if (this.#started) {
-      await this.#commitService?.shutdown();
-      try {
-        if (!this.#poolEnabled && this.#runningFlags.isWriteable()) await this.#flushContext.commitAll();
-      } catch (err) {
-        this.#onIoError(err);
-      }
-      await this.#flushService.shutdown();
-      await this.#commitWatcher.shutdown();
-      await this.#flushDiskWatcher.shutdown();
+    let failure: StoreError | null = null;
+    const joinTimeoutMs = this.shutdownJoinTimeoutMs();
+    const finished = await withTimeout(this.#stopServices(), joinTimeoutMs);
+    if (!finished) {
+      failure = new StoreError(
+        'ERR_SHUTDOWN_TIMEOUT',
+        `the disk did not finish the final commits and flushes within ${joinTimeoutMs} ms; ` +
+          'writes stopped and the abort file stays, so the next open recovers as after a crash',
+      );
+      this.#onIoError(failure);
     }
-    await this.#allocator.shutdown();
+    if (!(await withTimeout(this.#allocator.shutdown(), joinTimeoutMs))) {
+      this.#logger.warn({ joinTimeoutMs }, 'pre-created segments were not cleaned up in time');
+    }
     this.mappedFileQueue.shutdown();
     this.#pool.destroy();
+    if (failure !== null) throw failure;
+  }
+
+  async #stopServices(): Promise<void> {
+    if (!this.#started) return;
+    await this.#commitService?.shutdown();
+    await this.#flushService.shutdown();
+    await this.#drain();
+    // Answers whatever is still waiting (nothing, unless an error stopped the drain).
+    await this.#flushDiskWatcher.shutdown();
+  }
+
+  /** Commits (unless writes stopped for good) and flushes until everything is durable. */
+  async #drain(): Promise<void> {
+    const mfq = this.mappedFileQueue;
+    // Each call handles one file; a few more than there are files is always enough.
+    const callsMax = mfq.getMappedFiles().length + 2;
+    try {
+      for (let i = 0; i < callsMax && this.#fatalError === null; i++) {
+        if (mfq.committedWhere >= mfq.getMaxWrotePosition()) break;
+        await this.#flushContext.commitOnce(0);
+      }
+      for (let i = 0; i < callsMax; i++) {
+        if (mfq.flushedWhere >= mfq.getMaxOffset()) break;
+        await this.#flushContext.flushOnce(0);
+      }
+    } catch (err) {
+      this.#onIoError(err);
+    }
+    if (this.#fatalError === null && mfq.flushedWhere < mfq.getMaxWrotePosition()) {
+      this.#logger.warn(
+        { flushedWhere: mfq.flushedWhere, maxWrote: mfq.getMaxWrotePosition() },
+        'shutdown could not make everything durable',
+      );
+    }
   }
 }
 
 /** A put waiting for its durability level; resolves to the put's result, with no closure per put. */
 class PutRequest extends GroupCommitRequest<PutMessageResult> {
   readonly #appendResult: AppendResultView;
+  readonly #timeoutMs: number;
 
   constructor(nextOffset: number, timeoutMs: number, level: DurabilityLevel, appendResult: AppendResultView) {
     super(nextOffset, timeoutMs, level);
     this.#appendResult = appendResult;
+    this.#timeoutMs = timeoutMs;
   }
 
   protected override makeResult(status: PutMessageStatus, error: StoreError | null): PutMessageResult {
+    if (status === PutMessageStatus.PUT_OK) return { status, appendResult: this.#appendResult };
+    const reason =
+      error?.message ??
+      (this.level === 'flush'
+        ? `stored, but not fdatasync'ed within syncFlushTimeout (${this.#timeoutMs} ms)`
+        : `stored in the write buffer, but not written to its file within syncFlushTimeout (${this.#timeoutMs} ms)`);
     return error === null
-      ? { status, appendResult: this.#appendResult }
-      : { status, appendResult: this.#appendResult, error };
+      ? { status, appendResult: this.#appendResult, reason }
+      : { status, appendResult: this.#appendResult, reason, error };
   }
 }
 
@@ -767,6 +922,19 @@ function busy(reason: string): Promise<PutMessageResult> {
   return new Promise((resolve) => {
     setImmediate(() => resolve({ status: PutMessageStatus.OS_PAGE_CACHE_BUSY, appendResult: null, reason }));
   });
+}
+
+/** Resolves true when `promise` settles within `timeoutMs`, false otherwise (it keeps running). */
+async function withTimeout(promise: Promise<unknown>, timeoutMs: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), timeoutMs);
+  });
+  try {
+    return await Promise.race([promise.then(() => true), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 function rejected(status: PutMessageStatus, reason: string): Promise<PutMessageResult> {

@@ -32,6 +32,8 @@ export class FlushDiskWatcher extends ServiceThread {
   readonly #queue = new FixedDeque<AnyRequest>(1024);
   readonly #timeoutStatusOf: TimeoutStatusOf;
   readonly #sources: RequestSources | null;
+  /** True while the loop sleeps with nothing pending. */
+  #idle = true;
 
   /**
    * `timeoutStatusOf` chooses the status of an expired request (FLUSH_DISK_TIMEOUT by default;
@@ -106,17 +108,30 @@ export class FlushDiskWatcher extends ServiceThread {
       this.#queue.shift();
       head.wakeupCustomer(this.#timeoutStatusOf(head));
     }
-    if (this.#sources !== null) {
-      // Sources are polled: their owners add without telling us.
-      waitMs = Math.min(waitMs, FLUSH_DISK_WATCHER_POLL_INTERVAL_MS);
-      for (const source of this.#sources()) {
-        for (const request of source) {
-          if (request.isDone()) continue;
-          if (request.deadline - now > 0.5) break;
-          request.wakeupCustomer(this.#timeoutStatusOf(request));
+    for (const source of this.#sources?.() ?? []) {
+      for (const request of source) {
+        if (request.isDone()) continue;
+        const remaining = request.deadline - now;
+        if (remaining > 0.5) {
+          // Sources are polled: their owners add without telling us.
+          waitMs = Math.min(waitMs, FLUSH_DISK_WATCHER_POLL_INTERVAL_MS, Math.ceil(remaining));
+          break;
         }
+        request.wakeupCustomer(this.#timeoutStatusOf(request));
       }
     }
+    this.#idle = waitMs === IDLE_WAIT_MS;
     return waitMs;
+  }
+
+  /**
+   * For owners of sources: call after adding a request. Wakes the watcher only when it sleeps
+   * with nothing to watch, so a busy store pays one boolean test per put.
+   */
+  wakeupIfIdle(): void {
+    if (this.#idle) {
+      this.#idle = false;
+      this.wakeup();
+    }
   }
 }

@@ -313,6 +313,7 @@ export class MappedFileQueue {
    */
   truncateDirtyFiles(offset: number): void {
     const keep: MappedFile[] = [];
+    let deleted = false;
     for (const file of this.#mappedFiles) {
       const fileTail = file.fileFromOffset + this.mappedFileSize;
       if (fileTail <= offset) {
@@ -322,9 +323,12 @@ export class MappedFileQueue {
         keep.push(file);
       } else {
         this.#destroyOrThrow(file);
+        deleted = true;
       }
     }
     this.#mappedFiles = keep;
+    // The deletions must be durable before anything is written after the cut.
+    if (deleted) this.#io.fsyncDirectorySync(this.storePath);
   }
 
   #destroyOrThrow(file: MappedFile): void {

@@ -539,6 +539,25 @@ export class MappedFile extends ReferenceResource implements AppendTarget {
     this.#file.datasyncSync();
   }
 
+  /**
+   * Recovery, before any service runs: fdatasync the file (and its directory entry), so that
+   * positions recovery sets as flushed are. A failure poisons the file like a failed flush.
+   */
+  datasyncForRecovery(): void {
+    try {
+      this.#file.datasyncSync();
+      this.#io.fsyncDirectorySync(path.dirname(this.fileName));
+      this.#directorySynced = true;
+    } catch (err) {
+      this.#flushError = new StoreError(
+        'ERR_FLUSH_FAILED',
+        `fdatasync of ${this.fileName} during recovery failed: ${(err as Error).message}`,
+        { cause: err },
+      );
+      throw this.#flushError;
+    }
+  }
+
   /** Deletes the file once no reference remains; false while one still does (retry later). */
   destroy(intervalForciblyMs: number): boolean {
     this.shutdown(intervalForciblyMs);
@@ -563,8 +582,11 @@ export class MappedFile extends ReferenceResource implements AppendTarget {
   }
 
   protected cleanup(_currentRef: number): boolean {
-    this.#releaseAllChunks();
-    this.#closeFile();
+    try {
+      this.#releaseAllChunks();
+    } finally {
+      this.#closeFile();
+    }
     return true;
   }
 

@@ -13,6 +13,7 @@ export class WriteBufferPool {
   readonly bufferCountMax: number;
   readonly #free: Buffer[] = [];
   #allocated = 0;
+  #destroyed = false;
 
   constructor(bufferSizeBytes: number, bufferCountMax: number) {
     assert.ok(
@@ -45,6 +46,8 @@ export class WriteBufferPool {
   }
 
   returnBuffer(buffer: Buffer): void {
+    // A segment whose last reader finishes after shutdown gives its chunk back to a destroyed pool.
+    if (this.#destroyed) return;
     assert.equal(buffer.length, this.bufferSizeBytes, 'a returned buffer must come from this pool');
     assert.ok(this.#free.length < this.#allocated, 'more buffers returned than borrowed');
     this.#free.push(buffer);
@@ -61,6 +64,7 @@ export class WriteBufferPool {
   }
 
   destroy(): void {
+    this.#destroyed = true;
     this.#free.length = 0;
     this.#allocated = 0;
   }

@@ -143,32 +143,34 @@ function isBody(value: unknown): value is Uint8Array {
   return value instanceof Uint8Array;
 }
 
-interface PropertiesInput {
-  readonly tags?: string | undefined;
-  readonly keys?: string | readonly string[] | undefined;
-  readonly properties?: MessageProperties | undefined;
-}
-
 /** Builds the properties string: user properties first, then TAGS and KEYS from their fields. */
 function buildProperties(
-  input: PropertiesInput,
+  userProperties: MessageProperties | undefined,
+  tags: unknown,
+  keysValue: unknown,
   extra: readonly (readonly [string, string])[],
 ): string | EncodeRejection {
+  if (userProperties === undefined && tags === undefined && keysValue === undefined && extra.length === 0) {
+    return '';
+  }
   const pairs = new Map<string, string>();
-  if (input.properties !== undefined) {
-    if (typeof input.properties !== 'object' || input.properties === null) {
+  if (userProperties !== undefined) {
+    if (typeof userProperties !== 'object' || userProperties === null) {
       return reject(PutMessageStatus.MESSAGE_ILLEGAL, 'properties must be an object of strings');
     }
-    for (const [name, value] of Object.entries(input.properties)) pairs.set(name, value);
+    for (const [name, value] of Object.entries(userProperties)) pairs.set(name, value);
   }
-  if (input.tags !== undefined) {
-    if (typeof input.tags !== 'string')
-      return reject(PutMessageStatus.MESSAGE_ILLEGAL, 'tags must be a string');
-    pairs.set(MessageConst.PROPERTY_TAGS, input.tags);
+  if (tags !== undefined) {
+    if (typeof tags !== 'string') return reject(PutMessageStatus.MESSAGE_ILLEGAL, 'tags must be a string');
+    pairs.set(MessageConst.PROPERTY_TAGS, tags);
   }
-  if (input.keys !== undefined) {
+  if (keysValue !== undefined) {
     const keys =
-      typeof input.keys === 'string' ? input.keys : Array.isArray(input.keys) ? input.keys.join(' ') : null;
+      typeof keysValue === 'string'
+        ? keysValue
+        : Array.isArray(keysValue)
+          ? (keysValue as unknown[]).join(' ')
+          : null;
     if (keys === null)
       return reject(PutMessageStatus.MESSAGE_ILLEGAL, 'keys must be a string or an array of strings');
     pairs.set(MessageConst.PROPERTY_KEYS, keys);
@@ -208,51 +210,53 @@ const common: CommonFields = {
   storeHost: DEFAULT_BORN_HOST_ADDRESS,
 };
 
-/** Validates the shared fields into `common`; returns a rejection or null. */
+/**
+ * Validates the shared fields into `common`; returns a rejection or null. Takes values, not the
+ * caller's object: it runs after every user getter has been read, so nothing user-defined can run
+ * (and re-enter the encoder) between filling `common` and building the record from it.
+ */
 function checkCommonFields(
-  msg: {
-    readonly topic: unknown;
-    readonly queueId: unknown;
-    readonly bornTimestamp?: unknown;
-    readonly bornHost?: unknown;
-    readonly storeHost?: unknown;
-  },
+  topicValue: unknown,
+  queueId: unknown,
+  bornTimestampValue: unknown,
+  bornHostValue: unknown,
+  storeHostValue: unknown,
   config: EncoderConfig,
   now: number,
 ): EncodeRejection | null {
-  const topic = topicInfo(msg.topic, config.autoMessageVersionOnTopicLen);
+  const topic = topicInfo(topicValue, config.autoMessageVersionOnTopicLen);
   if (typeof topic === 'string') return reject(PutMessageStatus.MESSAGE_ILLEGAL, topic);
-  if (!isInt32(msg.queueId) || msg.queueId < 0) {
+  if (!isInt32(queueId) || queueId < 0) {
     return reject(PutMessageStatus.MESSAGE_ILLEGAL, `queueId must be an integer from 0 to ${INT32_MAX}`);
   }
-  const bornTimestamp = msg.bornTimestamp ?? now;
+  const bornTimestamp = bornTimestampValue ?? now;
   if (!isNonNegativeSafeInteger(bornTimestamp)) {
     return reject(PutMessageStatus.MESSAGE_ILLEGAL, 'bornTimestamp must be a non-negative integer (ms)');
   }
   let bornHost = DEFAULT_BORN_HOST_ADDRESS;
-  if (msg.bornHost !== undefined) {
-    const parsed = typeof msg.bornHost === 'string' ? parseHost(msg.bornHost) : null;
+  if (bornHostValue !== undefined) {
+    const parsed = typeof bornHostValue === 'string' ? parseHost(bornHostValue) : null;
     if (parsed === null) {
       return reject(
         PutMessageStatus.MESSAGE_ILLEGAL,
-        `bornHost ${JSON.stringify(msg.bornHost)} is not ip:port`,
+        `bornHost ${JSON.stringify(bornHostValue)} is not ip:port`,
       );
     }
     bornHost = parsed;
   }
   let storeHost = config.defaultStoreHost;
-  if (msg.storeHost !== undefined) {
-    const parsed = typeof msg.storeHost === 'string' ? parseHost(msg.storeHost) : null;
+  if (storeHostValue !== undefined) {
+    const parsed = typeof storeHostValue === 'string' ? parseHost(storeHostValue) : null;
     if (parsed === null) {
       return reject(
         PutMessageStatus.MESSAGE_ILLEGAL,
-        `storeHost ${JSON.stringify(msg.storeHost)} is not ip:port`,
+        `storeHost ${JSON.stringify(storeHostValue)} is not ip:port`,
       );
     }
     storeHost = parsed;
   }
   common.topic = topic;
-  common.queueId = msg.queueId;
+  common.queueId = queueId;
   common.bornTimestamp = bornTimestamp;
   common.bornHost = bornHost;
   common.storeHost = storeHost;
@@ -415,35 +419,44 @@ export function encodeMessage(
   if (typeof msg !== 'object' || msg === null) {
     return reject(PutMessageStatus.MESSAGE_ILLEGAL, 'message must be an object');
   }
-  const rejection = checkCommonFields(msg, config, now);
-  if (rejection !== null) return rejection;
-  if (!isBody(msg.body))
-    return reject(PutMessageStatus.MESSAGE_ILLEGAL, 'body must be a Buffer or Uint8Array');
+  // Every field is read once, and everything that may run user code (getters, a properties
+  // object, keys' toString) runs before `common` is filled: see checkCommonFields.
+  const topic = msg.topic;
+  const queueId = msg.queueId;
+  const body = msg.body;
   const flag = msg.flag ?? 0;
-  if (!isInt32(flag)) return reject(PutMessageStatus.MESSAGE_ILLEGAL, 'flag must be an int32');
   const sysFlag = msg.sysFlag ?? 0;
-  if (!isInt32(sysFlag)) return reject(PutMessageStatus.MESSAGE_ILLEGAL, 'sysFlag must be an int32');
   const reconsumeTimes = msg.reconsumeTimes ?? 0;
+  const preparedTransactionOffset = msg.preparedTransactionOffset ?? 0;
+  const bornTimestamp = msg.bornTimestamp;
+  const bornHost = msg.bornHost;
+  const storeHost = msg.storeHost;
+  const explicitWait = msg.waitStoreMsgOK;
+  const userProperties = msg.properties;
+  const waitStoreMsgOK = waitStoreMsgOKOf(explicitWait, userProperties);
+  if (typeof waitStoreMsgOK !== 'boolean') return waitStoreMsgOK;
+  // The record says what the put did: WAIT=false is kept, as RocketMQ's client writes it.
+  const extra = explicitWait === false ? WAIT_FALSE_PROPERTY : NO_EXTRA_PROPERTIES;
+  const properties = buildProperties(userProperties, msg.tags, msg.keys, extra);
+  if (typeof properties !== 'string') return properties;
+  if (!isBody(body)) return reject(PutMessageStatus.MESSAGE_ILLEGAL, 'body must be a Buffer or Uint8Array');
+  if (!isInt32(flag)) return reject(PutMessageStatus.MESSAGE_ILLEGAL, 'flag must be an int32');
+  if (!isInt32(sysFlag)) return reject(PutMessageStatus.MESSAGE_ILLEGAL, 'sysFlag must be an int32');
   if (!isInt32(reconsumeTimes) || reconsumeTimes < 0) {
     return reject(PutMessageStatus.MESSAGE_ILLEGAL, 'reconsumeTimes must be a non-negative int32');
   }
-  const preparedTransactionOffset = msg.preparedTransactionOffset ?? 0;
   if (!isNonNegativeSafeInteger(preparedTransactionOffset)) {
     return reject(
       PutMessageStatus.MESSAGE_ILLEGAL,
       'preparedTransactionOffset must be a non-negative integer',
     );
   }
-  const waitStoreMsgOK = waitStoreMsgOKOf(msg.waitStoreMsgOK, msg.properties);
-  if (typeof waitStoreMsgOK !== 'boolean') return waitStoreMsgOK;
-  // The record says what the put did: WAIT=false is kept, as RocketMQ's client writes it.
-  const extra = msg.waitStoreMsgOK === false ? WAIT_FALSE_PROPERTY : NO_EXTRA_PROPERTIES;
-  const properties = buildProperties(msg, extra);
-  if (typeof properties !== 'string') return properties;
+  const rejection = checkCommonFields(topic, queueId, bornTimestamp, bornHost, storeHost, config, now);
+  if (rejection !== null) return rejection;
   return buildRecord(
-    msg.topic,
+    topic,
     flag,
-    msg.body,
+    body,
     sysFlag,
     reconsumeTimes,
     preparedTransactionOffset,
@@ -461,44 +474,47 @@ export function encodeBatch(
   if (typeof batch !== 'object' || batch === null) {
     return reject(PutMessageStatus.MESSAGE_ILLEGAL, 'batch must be an object');
   }
-  const rejection = checkCommonFields(batch, config, now);
-  if (rejection !== null) return rejection;
-  if (!Array.isArray(batch.messages) || batch.messages.length === 0) {
-    return reject(PutMessageStatus.MESSAGE_ILLEGAL, 'a batch needs at least one message');
-  }
+  const topic = batch.topic;
+  const queueId = batch.queueId;
+  const bornTimestamp = batch.bornTimestamp;
+  const bornHost = batch.bornHost;
+  const storeHost = batch.storeHost;
+  const messages = batch.messages;
   const waitStoreMsgOK = waitStoreMsgOKOf(batch.waitStoreMsgOK, undefined);
   if (typeof waitStoreMsgOK !== 'boolean') return waitStoreMsgOK;
-  const records: EncodedRecord[] = [];
-  let totalLength = 0;
+  if (!Array.isArray(messages) || messages.length === 0) {
+    return reject(PutMessageStatus.MESSAGE_ILLEGAL, 'a batch needs at least one message');
+  }
+  // First everything that reads user objects, then `common`, then the records (see encodeMessage).
+  const items: { readonly body: Uint8Array; readonly flag: number; readonly properties: string }[] = [];
   let totalBody = 0;
-  for (let i = 0; i < batch.messages.length; i++) {
-    const item: BatchMessageItem | undefined = batch.messages[i];
-    if (typeof item !== 'object' || item === null || !isBody(item.body)) {
+  for (let i = 0; i < messages.length; i++) {
+    const item: BatchMessageItem | undefined = messages[i];
+    if (typeof item !== 'object' || item === null) {
+      return reject(PutMessageStatus.MESSAGE_ILLEGAL, `batch message ${i}: must be an object`);
+    }
+    const body = item.body;
+    const flag = item.flag ?? 0;
+    const userProperties = item.properties;
+    if (!isBody(body)) {
       return reject(
         PutMessageStatus.MESSAGE_ILLEGAL,
         `batch message ${i}: body must be a Buffer or Uint8Array`,
       );
     }
-    const flag = item.flag ?? 0;
     if (!isInt32(flag))
       return reject(PutMessageStatus.MESSAGE_ILLEGAL, `batch message ${i}: flag must be an int32`);
-    if (item.properties?.[MessageConst.PROPERTY_DELAY_TIME_LEVEL] !== undefined) {
+    if (userProperties?.[MessageConst.PROPERTY_DELAY_TIME_LEVEL] !== undefined) {
       return reject(
         PutMessageStatus.MESSAGE_ILLEGAL,
         `batch message ${i}: a batch cannot carry a delay level`,
       );
     }
-    const properties = buildProperties(item, NO_EXTRA_PROPERTIES);
+    const properties = buildProperties(userProperties, item.tags, item.keys, NO_EXTRA_PROPERTIES);
     if (typeof properties !== 'string')
       return reject(properties.status, `batch message ${i}: ${properties.reason}`);
-    totalBody += item.body.length;
-    const record = buildRecord(batch.topic, flag, item.body, 0, 0, 0, properties, waitStoreMsgOK, config);
-    if (record instanceof EncodedRecordObject) {
-      records.push(record);
-      totalLength += record.msgLength;
-    } else {
-      return reject(record.status, `batch message ${i}: ${record.reason}`);
-    }
+    items.push({ body, flag, properties });
+    totalBody += body.length;
   }
   // RocketMQ limits the batch body (all elements) by maxMessageSize.
   if (totalBody > config.maxMessageSize) {
@@ -507,13 +523,24 @@ export function encodeBatch(
       `batch bodies total ${totalBody} bytes, more than maxMessageSize ${config.maxMessageSize}`,
     );
   }
+  const rejection = checkCommonFields(topic, queueId, bornTimestamp, bornHost, storeHost, config, now);
+  if (rejection !== null) return rejection;
+  const records: EncodedRecord[] = [];
+  let totalLength = 0;
+  for (const [i, item] of items.entries()) {
+    const record = buildRecord(topic, item.flag, item.body, 0, 0, 0, item.properties, waitStoreMsgOK, config);
+    if (!(record instanceof EncodedRecordObject))
+      return reject(record.status, `batch message ${i}: ${record.reason}`);
+    records.push(record);
+    totalLength += record.msgLength;
+  }
   if (totalLength + END_FILE_MIN_BLANK_LENGTH_BYTES > config.mappedFileSizeCommitLog) {
     return reject(
       PutMessageStatus.MESSAGE_ILLEGAL,
       `batch is ${totalLength} bytes and cannot fit in a ${config.mappedFileSizeCommitLog}-byte commit log segment`,
     );
   }
-  return { kind: 'batch', topic: batch.topic, queueId: batch.queueId, records, totalLength, waitStoreMsgOK };
+  return { kind: 'batch', topic, queueId: common.queueId, records, totalLength, waitStoreMsgOK };
 }
 
 /** DataViews over write buffers, made once per buffer (the put path writes through them). */
