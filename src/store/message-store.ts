@@ -12,6 +12,7 @@ import { createDefaultLogger, type Logger } from './logger.js';
 import type { Message, MessageBatch, MessageExt } from './message/message.js';
 import { RunningFlags } from './running-flags.js';
 import { StoreLock } from './store-lock.js';
+import { withTimeout } from './util/with-timeout.js';
 
 /**
  * RocketMQ's `DefaultMessageStore`, the store's one entry point (store reference §4.11, §4.18):
@@ -28,6 +29,8 @@ export const ABORT_FILE_NAME = 'abort';
 export const CHECKPOINT_FILE_NAME = 'checkpoint';
 /** RocketMQ 5 flushes the checkpoint on a 1 s schedule. */
 export const CHECKPOINT_FLUSH_INTERVAL_MS = 1000;
+/** After a failed shutdown, how long to wait for a pending checkpoint flush before leaving it, ms. */
+const CHECKPOINT_CLOSE_TIMEOUT_MS = 1000;
 
 export interface MessageStoreOptions {
   /** The file layer; tests pass an instrumented or simulated one. Default: the real disk. */
@@ -274,7 +277,9 @@ export class MessageStore {
       } catch (err) {
         failure = err;
       }
-      // The checkpoint says what is durable: only write it when the commit log finished.
+      // The checkpoint says what is durable: only write it when the commit log finished. Close it
+      // either way, unless a flush of it is itself stuck on the disk (its descriptor stays open
+      // until that returns, rather than be closed under it).
       if (failure === null) {
         try {
           await this.#checkpoint.flush();
@@ -282,6 +287,8 @@ export class MessageStore {
           this.#onCheckpointError(err);
         }
         await this.#checkpoint.shutdown();
+      } else if (!(await withTimeout(this.#checkpoint.shutdown(), CHECKPOINT_CLOSE_TIMEOUT_MS))) {
+        this.#logger.warn({}, 'the checkpoint file stays open: a flush of it is stuck on the disk');
       }
       if (failure === null && this.#runningFlags.isWriteable()) {
         const abortPath = path.join(this.#config.storePathRootDir, ABORT_FILE_NAME);

@@ -140,3 +140,32 @@ export function isValidRecordAt(file: MappedFile, position: number): boolean {
   });
   return result.kind === 'record';
 }
+
+const MAGIC_V1_BYTES = Buffer.alloc(4);
+MAGIC_V1_BYTES.writeInt32BE(MESSAGE_MAGIC_CODE_V1);
+const MAGIC_V2_BYTES = Buffer.alloc(4);
+MAGIC_V2_BYTES.writeInt32BE(MESSAGE_MAGIC_CODE_V2);
+
+/**
+ * The position of the first valid record after `position` in `file`, or -1. Used when a record's
+ * own size field is damaged and cannot point to the next one: every place where a record magic
+ * code appears is tried (a record must also sit where its PHYSICALOFFSET says and pass its CRC,
+ * so a stray magic in a body is no match). Only called to decide whether to refuse to open.
+ */
+export function findValidRecordAfter(file: MappedFile, position: number): number {
+  const windowSize = SCAN_WINDOW_SIZE_DEFAULT_BYTES;
+  // Windows overlap by a record header so a magic across a window edge is not missed.
+  for (let start = position + 1; start < file.fileSize; start += windowSize - 8) {
+    const length = Math.min(windowSize, file.fileSize - start);
+    if (length < 8) break;
+    const window = file.readSync(start, length);
+    if (window === null) return -1;
+    for (const magic of [MAGIC_V1_BYTES, MAGIC_V2_BYTES]) {
+      for (let at = window.indexOf(magic, 4); at >= 4; at = window.indexOf(magic, at + 1)) {
+        const candidate = start + at - 4;
+        if (candidate > position && isValidRecordAt(file, candidate)) return candidate;
+      }
+    }
+  }
+  return -1;
+}

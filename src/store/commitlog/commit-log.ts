@@ -28,12 +28,18 @@ import { getTransactionValue, MessageSysFlag } from '../message/message-sys-flag
 import type { RunningFlags } from '../running-flags.js';
 import { AppendMessageStatus, FlushDiskType, PutMessageStatus } from '../status.js';
 import { FixedDeque } from '../util/fixed-deque.js';
+import { withTimeout } from '../util/with-timeout.js';
 import {
   type AppendMessageResult,
   DefaultAppendMessageCallback,
   WRITE_BUFFER_BUSY,
 } from './append-message-callback.js';
-import { isValidRecordAt, SCAN_WINDOW_SIZE_DEFAULT_BYTES, scanSegment } from './commit-log-scanner.js';
+import {
+  findValidRecordAfter,
+  isValidRecordAt,
+  SCAN_WINDOW_SIZE_DEFAULT_BYTES,
+  scanSegment,
+} from './commit-log-scanner.js';
 import { CommitRealTimeService } from './commit-real-time-service.js';
 import type { FlushContext } from './flush-context.js';
 import { FlushDiskWatcher } from './flush-disk-watcher.js';
@@ -323,10 +329,13 @@ export class CommitLog {
     // The failing record itself may be sound data that a stricter check refuses (records written
     // before forceVerifyPropCRC was turned on): that is data too.
     const itselfValid = isValidRecordAt(file, position);
+    // The next record: where the damaged one's size says, else (the size itself may be the
+    // damage) wherever a valid record starts further on in the segment.
     const nextRecordValid =
-      claimed >= MESSAGE_MIN_LENGTH_BYTES &&
-      position + claimed < file.fileSize &&
-      isValidRecordAt(file, position + claimed);
+      (claimed >= MESSAGE_MIN_LENGTH_BYTES &&
+        position + claimed < file.fileSize &&
+        isValidRecordAt(file, position + claimed)) ||
+      findValidRecordAfter(file, position) >= 0;
     const laterFileValid = laterFiles.find((later) => isValidRecordAt(later, 0));
     if (!itselfValid && !nextRecordValid && laterFileValid === undefined) return;
     const offset = file.fileFromOffset + position;
@@ -834,6 +843,8 @@ export class CommitLog {
     this.#shutdown = true;
     let failure: StoreError | null = null;
     const joinTimeoutMs = this.shutdownJoinTimeoutMs();
+    // One deadline for the whole shutdown: the services, then the allocator, share it.
+    const deadline = performance.now() + joinTimeoutMs;
     const finished = await withTimeout(this.#stopServices(), joinTimeoutMs);
     if (!finished) {
       failure = new StoreError(
@@ -843,7 +854,7 @@ export class CommitLog {
       );
       this.#onIoError(failure);
     }
-    if (!(await withTimeout(this.#allocator.shutdown(), joinTimeoutMs))) {
+    if (!(await withTimeout(this.#allocator.shutdown(), Math.max(0, deadline - performance.now())))) {
       this.#logger.warn({ joinTimeoutMs }, 'pre-created segments were not cleaned up in time');
     }
     this.mappedFileQueue.shutdown();
@@ -922,19 +933,6 @@ function busy(reason: string): Promise<PutMessageResult> {
   return new Promise((resolve) => {
     setImmediate(() => resolve({ status: PutMessageStatus.OS_PAGE_CACHE_BUSY, appendResult: null, reason }));
   });
-}
-
-/** Resolves true when `promise` settles within `timeoutMs`, false otherwise (it keeps running). */
-async function withTimeout(promise: Promise<unknown>, timeoutMs: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), timeoutMs);
-  });
-  try {
-    return await Promise.race([promise.then(() => true), timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 function rejected(status: PutMessageStatus, reason: string): Promise<PutMessageResult> {
