@@ -27,6 +27,7 @@ import { MESSAGE_RECORD_OVERHEAD_MAX_BYTES } from '../message/message-format.js'
 import { getTransactionValue, MessageSysFlag } from '../message/message-sys-flag.js';
 import type { RunningFlags } from '../running-flags.js';
 import { AppendMessageStatus, FlushDiskType, PutMessageStatus } from '../status.js';
+import { burstWallClockMs } from '../util/burst-clock.js';
 import { FixedDeque } from '../util/fixed-deque.js';
 import { withTimeout } from '../util/with-timeout.js';
 import {
@@ -436,7 +437,7 @@ export class CommitLog {
 
   /** RocketMQ's `putMessage`: resolves when the message has reached its durability level. */
   putMessage(msg: Message): Promise<PutMessageResult> {
-    const now = Date.now();
+    const now = burstWallClockMs();
     const encoded = encodeMessage(msg, this.#encoderConfig, now);
     if (encoded.kind === 'rejected') return rejected(encoded.status, encoded.reason);
     return this.#put(encoded, now);
@@ -444,7 +445,7 @@ export class CommitLog {
 
   /** RocketMQ's `putMessages`: a batch with consecutive queue offsets, in one segment. */
   putMessages(batch: MessageBatch): Promise<PutMessageResult> {
-    const now = Date.now();
+    const now = burstWallClockMs();
     const encoded = encodeBatch(batch, this.#encoderConfig, now);
     if (encoded.kind === 'rejected') return rejected(encoded.status, encoded.reason);
     if (encoded.totalLength > this.#pool.bufferSizeBytes) {

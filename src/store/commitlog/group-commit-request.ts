@@ -1,5 +1,6 @@
 import type { StoreError } from '../errors.js';
 import type { PutMessageStatus } from '../status.js';
+import { burstMonotonicMs } from '../util/burst-clock.js';
 
 /**
  * RocketMQ's `GroupCommitRequest`: a put waiting for its bytes to reach a durability level.
@@ -30,24 +31,6 @@ export interface FlushRequest {
   wakeupCustomer(status: PutMessageStatus, error?: StoreError | null): boolean;
 }
 
-/**
- * A monotonic clock read once per run of the microtask queue: the puts of one burst (resolved
- * producers putting again) share one reading, which saves a `performance.now()` call per put
- * (50 ns here). The reading is forgotten when the queued microtasks have run, before the event
- * loop can wait for I/O, so no deadline is ever computed from a time the loop slept through.
- */
-let turnClock = -1;
-function resetTurnClock(): void {
-  turnClock = -1;
-}
-function turnNow(): number {
-  if (turnClock < 0) {
-    turnClock = performance.now();
-    queueMicrotask(resetTurnClock);
-  }
-  return turnClock;
-}
-
 let capturedResolve: ((value: never) => void) | null = null;
 function captureResolve(resolve: (value: never) => void): void {
   capturedResolve = resolve;
@@ -70,7 +53,7 @@ export class GroupCommitRequest<T = RequestOutcome> implements FlushRequest {
     timeoutMs: number,
     level: DurabilityLevel,
     resultOf?: (status: PutMessageStatus, error: StoreError | null) => T,
-    now: number = turnNow(),
+    now: number = burstMonotonicMs(),
   ) {
     this.nextOffset = nextOffset;
     this.deadline = now + timeoutMs;

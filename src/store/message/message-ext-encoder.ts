@@ -103,6 +103,9 @@ interface TopicInfo {
 }
 const TOPIC_CACHE_SIZE_MAX = 4096;
 const topicCache = new Map<string, TopicInfo | string>();
+let lastTopic: string | null = null;
+let lastTopicAutoVersion = true;
+let lastTopicInfo: TopicInfo | null = null;
 
 function reject(status: PutMessageStatus, reason: string): EncodeRejection {
   return { kind: 'rejected', status, reason };
@@ -110,10 +113,20 @@ function reject(status: PutMessageStatus, reason: string): EncodeRejection {
 
 /** Validates a topic once and caches the encoded bytes (or the reason it is illegal). */
 function topicInfo(topic: unknown, autoVersion: boolean): TopicInfo | string {
+  // Puts come in runs to one topic: the last one is at hand without a map lookup.
+  if (topic === lastTopic && autoVersion === lastTopicAutoVersion && lastTopicInfo !== null)
+    return lastTopicInfo;
   if (typeof topic !== 'string' || topic.length === 0) return 'topic is empty';
   const key = autoVersion ? topic : `\u0000${topic}`;
   const cached = topicCache.get(key);
-  if (cached !== undefined) return cached;
+  if (cached !== undefined) {
+    if (typeof cached !== 'string') {
+      lastTopic = topic;
+      lastTopicAutoVersion = autoVersion;
+      lastTopicInfo = cached;
+    }
+    return cached;
+  }
   let info: TopicInfo | string;
   const bytes = Buffer.from(topic, 'utf8');
   if (!TOPIC_PATTERN.test(topic)) {
@@ -128,6 +141,11 @@ function topicInfo(topic: unknown, autoVersion: boolean): TopicInfo | string {
   }
   if (topicCache.size >= TOPIC_CACHE_SIZE_MAX) topicCache.clear();
   topicCache.set(key, info);
+  if (typeof info !== 'string') {
+    lastTopic = topic;
+    lastTopicAutoVersion = autoVersion;
+    lastTopicInfo = info;
+  }
   return info;
 }
 
