@@ -17,7 +17,6 @@ import {
 import { onCleanup, openStore, tempDir, tick, waitUntil } from '../support/helpers.js';
 import { InstrumentedIO, type IoEvent } from '../support/instrumented-io.js';
 import type { LockWorkerResult } from '../support/lock-worker.js';
-import { ReadGateIO } from '../support/read-gate-io.js';
 import { exitOf, firstMessage, startTsWorker } from '../support/ts-worker.js';
 
 /**
@@ -682,8 +681,8 @@ describe('review regressions: shutdown', () => {
     // shutdown), although nothing about the checkpoint was stuck. The segments themselves are
     // closed as soon as their stuck fdatasync returns.
     const root = tempDir(t);
-    const instrumented = new InstrumentedIO();
-    const io = new ReadGateIO(instrumented);
+    const io = new InstrumentedIO();
+    const instrumented = io;
     const stuck = gate();
     onCleanup(t, stuck.release);
     const store = await MessageStore.open(
@@ -718,7 +717,7 @@ describe('review regressions: shutdown', () => {
     // the write-buffer pool: returnBuffer threw an AssertionError ("more buffers returned than
     // borrowed") out of lookMessageByOffset, and the descriptor was never closed.
     {
-      const io = new ReadGateIO();
+      const io = new InstrumentedIO();
       const root = tempDir(t);
       const store = await MessageStore.open(
         { storePathRootDir: root, mappedFileSizeCommitLog: 1 << 20 },
@@ -729,7 +728,7 @@ describe('review regressions: shutdown', () => {
       const slowRead = gate();
       onCleanup(t, slowRead.release);
       let readStarted = false;
-      io.beforeRead = (file) => {
+      io.hooks.beforeRead = (file) => {
         if (!isCommitLog(file)) return undefined;
         readStarted = true;
         return slowRead.promise;
@@ -737,7 +736,7 @@ describe('review regressions: shutdown', () => {
       const read = store.lookMessageByOffset(appendOf(put, 'the put').wroteOffset);
       await waitUntil(() => readStarted, 'the read to start');
       await store.shutdown();
-      io.beforeRead = undefined;
+      delete io.hooks.beforeRead;
       slowRead.release();
       const message = await read;
       assert.ok(

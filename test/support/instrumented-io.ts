@@ -22,6 +22,8 @@ export interface IoEvent {
 }
 
 export interface IoHooks {
+  /** Runs before each asynchronous read; may return a promise to delay it. */
+  beforeRead?: (path: string) => void | Promise<void>;
   /** Runs before each fdatasync; may return a promise to delay it, or throw to fail it. */
   beforeDatasync?: (path: string) => void | Promise<void>;
   /**
@@ -31,8 +33,15 @@ export interface IoHooks {
   beforeWrite?: (path: string, position: number, length: number, sync: boolean) => void | Promise<void>;
 }
 
+/** A file handle the store opened, and whether it has been closed (to find leaked descriptors). */
+export interface HandleRecord {
+  readonly path: string;
+  closed: boolean;
+}
+
 export class InstrumentedIO implements StoreIO {
   readonly events: IoEvent[] = [];
+  readonly handles: HandleRecord[] = [];
   hooks: IoHooks = {};
   #seq = 0;
   readonly #inner: StoreIO;
@@ -52,7 +61,9 @@ export class InstrumentedIO implements StoreIO {
   openSync(path: string, mode: OpenMode): StoreFileHandle {
     const inner = this.#inner.openSync(path, mode);
     this.record({ op: 'open', path });
-    return new InstrumentedFile(this, inner);
+    const handle: HandleRecord = { path, closed: false };
+    this.handles.push(handle);
+    return new InstrumentedFile(this, inner, handle);
   }
 
   mkdirSync(path: string): void {
@@ -92,10 +103,12 @@ class InstrumentedFile implements StoreFileHandle {
   readonly path: string;
   readonly #io: InstrumentedIO;
   readonly #inner: StoreFileHandle;
+  readonly #handle: HandleRecord;
 
-  constructor(io: InstrumentedIO, inner: StoreFileHandle) {
+  constructor(io: InstrumentedIO, inner: StoreFileHandle, handle: HandleRecord) {
     this.#io = io;
     this.#inner = inner;
+    this.#handle = handle;
     this.path = inner.path;
   }
 
@@ -116,7 +129,8 @@ class InstrumentedFile implements StoreFileHandle {
     this.#io.record({ op: 'write', path: this.path, from: position, to: position + buffer.length });
   }
 
-  read(buffer: Buffer, offset: number, length: number, position: number): Promise<number> {
+  async read(buffer: Buffer, offset: number, length: number, position: number): Promise<number> {
+    await this.#io.hooks.beforeRead?.(this.path);
     return this.#inner.read(buffer, offset, length, position);
   }
 
@@ -151,11 +165,13 @@ class InstrumentedFile implements StoreFileHandle {
     return this.#inner.sizeSync();
   }
 
-  close(): Promise<void> {
-    return this.#inner.close();
+  async close(): Promise<void> {
+    await this.#inner.close();
+    this.#handle.closed = true;
   }
 
   closeSync(): void {
     this.#inner.closeSync();
+    this.#handle.closed = true;
   }
 }

@@ -228,6 +228,10 @@ const common: CommonFields = {
   storeHost: DEFAULT_BORN_HOST_ADDRESS,
 };
 
+function hostField(value: unknown): HostAddress | null {
+  return typeof value === 'string' ? parseHost(value) : null;
+}
+
 /**
  * Validates the shared fields into `common`; returns a rejection or null. Takes values, not the
  * caller's object: it runs after every user getter has been read, so nothing user-defined can run
@@ -251,27 +255,19 @@ function checkCommonFields(
   if (!isNonNegativeSafeInteger(bornTimestamp)) {
     return reject(PutMessageStatus.MESSAGE_ILLEGAL, 'bornTimestamp must be a non-negative integer (ms)');
   }
-  let bornHost = DEFAULT_BORN_HOST_ADDRESS;
-  if (bornHostValue !== undefined) {
-    const parsed = typeof bornHostValue === 'string' ? parseHost(bornHostValue) : null;
-    if (parsed === null) {
-      return reject(
-        PutMessageStatus.MESSAGE_ILLEGAL,
-        `bornHost ${JSON.stringify(bornHostValue)} is not ip:port`,
-      );
-    }
-    bornHost = parsed;
+  const bornHost = bornHostValue === undefined ? DEFAULT_BORN_HOST_ADDRESS : hostField(bornHostValue);
+  if (bornHost === null) {
+    return reject(
+      PutMessageStatus.MESSAGE_ILLEGAL,
+      `bornHost ${JSON.stringify(bornHostValue)} is not ip:port`,
+    );
   }
-  let storeHost = config.defaultStoreHost;
-  if (storeHostValue !== undefined) {
-    const parsed = typeof storeHostValue === 'string' ? parseHost(storeHostValue) : null;
-    if (parsed === null) {
-      return reject(
-        PutMessageStatus.MESSAGE_ILLEGAL,
-        `storeHost ${JSON.stringify(storeHostValue)} is not ip:port`,
-      );
-    }
-    storeHost = parsed;
+  const storeHost = storeHostValue === undefined ? config.defaultStoreHost : hostField(storeHostValue);
+  if (storeHost === null) {
+    return reject(
+      PutMessageStatus.MESSAGE_ILLEGAL,
+      `storeHost ${JSON.stringify(storeHostValue)} is not ip:port`,
+    );
   }
   common.topic = topic;
   common.queueId = queueId;
