@@ -21,7 +21,23 @@ import type { StoreIO } from './io/store-io.js';
  */
 export const LOCK_FILE_NAME = 'lock';
 
-const openInThisThread = new Set<string>();
+/**
+ * Stores open in this thread, per lock scope. The real disk is one scope; a simulated disk gives
+ * each boot its own (`StoreIO.lockScope`), so a test can reopen a store after simulating a crash
+ * while the crashed instance, dead but never shut down, still sits in its own scope.
+ */
+const openInThisThread = new WeakMap<object, Set<string>>();
+const REAL_DISK_SCOPE = {};
+
+function openStores(io: StoreIO): Set<string> {
+  const scope = io.lockScope ?? REAL_DISK_SCOPE;
+  let open = openInThisThread.get(scope);
+  if (open === undefined) {
+    open = new Set();
+    openInThisThread.set(scope, open);
+  }
+  return open;
+}
 
 /** Start time of a process in clock ticks since boot, or null where /proc has no answer. */
 function processStartTime(pid: number): string | null {
@@ -91,7 +107,8 @@ export class StoreLock {
   static acquire(io: StoreIO, rootDir: string): StoreLock {
     // The real path: a symlink to an open store is the same store.
     const key = realPath(rootDir);
-    if (openInThisThread.has(key)) {
+    const open = openStores(io);
+    if (open.has(key)) {
       throw new StoreError('ERR_STORE_LOCKED', `the store directory ${key} is already open in this process`);
     }
     const lockPath = path.join(key, LOCK_FILE_NAME);
@@ -105,7 +122,7 @@ export class StoreLock {
         } finally {
           file.closeSync();
         }
-        openInThisThread.add(key);
+        open.add(key);
         return new StoreLock(key, lockPath, io);
       } catch (err) {
         if (errnoCode(err) !== 'EEXIST') throw err;
@@ -157,7 +174,7 @@ export class StoreLock {
   release(): void {
     if (this.#released) return;
     this.#released = true;
-    openInThisThread.delete(this.#key);
+    openStores(this.#io).delete(this.#key);
     try {
       this.#io.unlinkSync(this.#path);
     } catch (err) {

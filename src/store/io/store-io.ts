@@ -58,6 +58,11 @@ export interface StoreIO {
   fsyncDirectory(path: string): Promise<void>;
   fsyncDirectorySync(path: string): void;
   readFileSync(path: string): Buffer;
+  /**
+   * Which stores count as "already open in this thread" for the directory lock: one scope per
+   * disk. Unset for the real disk (and wrappers of it); a simulated disk gives each boot its own.
+   */
+  readonly lockScope?: object;
 }
 
 const OPEN_FLAGS: Record<OpenMode, number> = {
