@@ -24,7 +24,11 @@ export type StoreErrorCode =
   /** The store was shut down. */
   | 'ERR_STORE_SHUTDOWN'
   /** Shutdown gave up waiting for the disk to finish the final commits and flushes. */
-  | 'ERR_SHUTDOWN_TIMEOUT';
+  | 'ERR_SHUTDOWN_TIMEOUT'
+  /** A consume queue could not take a unit (a hole, or no file): dispatch stopped. */
+  | 'ERR_CONSUME_QUEUE'
+  /** A read API was called with an argument it cannot take (the message names it). */
+  | 'ERR_INVALID_ARGUMENT';
 
 export class StoreError extends Error {
   override readonly name = 'StoreError';

@@ -6,8 +6,10 @@
 export type { AppendResultView, CommitLogRecoveryReport, PutMessageResult } from './commitlog/commit-log.js';
 export type { MessageStoreConfig, MessageStoreConfigInput } from './config/message-store-config.js';
 export { createMessageStoreConfig } from './config/message-store-config.js';
+export type { ConsumeQueueUnit } from './consumequeue/consume-queue.js';
 export type { StoreErrorCode } from './errors.js';
 export { StoreError } from './errors.js';
+export type { GetMessageOptions, GetMessageResult } from './get-message.js';
 export type { OpenMode, StoreFileHandle, StoreFileStat, StoreIO } from './io/store-io.js';
 export { NodeStoreIO, nodeStoreIO } from './io/store-io.js';
 export type { Logger } from './logger.js';
@@ -16,5 +18,7 @@ export type { BatchMessageItem, Message, MessageBatch, MessageExt } from './mess
 export { decodeOffsetMessageId } from './message/message-id.js';
 export type { MessageStoreOptions, RecoveryReport } from './message-store.js';
 export { MessageStore } from './message-store.js';
+export type { MessageArrivingListener } from './reput/reput-message-service.js';
 export { RunningFlagBits, RunningFlags } from './running-flags.js';
-export { AppendMessageStatus, FlushDiskType, PutMessageStatus } from './status.js';
+export { AppendMessageStatus, FlushDiskType, GetMessageStatus, PutMessageStatus } from './status.js';
+export type { ConsumeQueueRecoveryReport } from './store-recovery.js';

@@ -6,23 +6,42 @@ import {
   type MessageStoreConfig,
   type MessageStoreConfigInput,
 } from './config/message-store-config.js';
+import { ConsumeQueueStore, FlushConsumeQueueService } from './consumequeue/consume-queue-store.js';
 import { errnoCode, StoreError } from './errors.js';
+import {
+  type GetMessageOptions,
+  type GetMessageResult,
+  getMessage,
+  getMessageStoreTimeStamp,
+  getOffsetInQueueByTime,
+  type ReadContext,
+} from './get-message.js';
 import { nodeStoreIO, type StoreIO } from './io/store-io.js';
 import { createDefaultLogger, type Logger } from './logger.js';
 import type { Message, MessageBatch, MessageExt } from './message/message.js';
+import {
+  CommitLogDispatcher,
+  type MessageArrivingListener,
+  ReputMessageService,
+} from './reput/reput-message-service.js';
 import { RunningFlags } from './running-flags.js';
+import { FlushDiskType } from './status.js';
 import { StoreLock } from './store-lock.js';
+import { type ConsumeQueueRecoveryReport, recoverStore } from './store-recovery.js';
 import { withTimeout } from './util/with-timeout.js';
 
 /**
  * RocketMQ's `DefaultMessageStore`, the store's one entry point (store reference §4.11, §4.18):
  *
- *   open      validate config, take the directory lock, load segments and the checkpoint,
- *             recover (normal or abnormal, chosen by the `abort` file), create `abort`, start
- *             the flush services and the 1 s checkpoint flush
+ *   open      validate config, take the directory lock, load the commit log, the consume queues
+ *             and the checkpoint, recover (normal or abnormal, chosen by the `abort` file; see
+ *             store-recovery.ts), create `abort`, start the flush services, ReputMessageService,
+ *             FlushConsumeQueueService and the 1 s checkpoint flush
  *   put       CommitLog.putMessage / putMessages
- *   shutdown  stop the services (final commits and flushes), flush the checkpoint, delete
- *             `abort` if the store is still writeable, release the lock
+ *   read      getMessage and friends, through the consume queues (get-message.ts)
+ *   shutdown  stop the commit log services (final commits and flushes), let dispatch catch up,
+ *             flush the consume queues and the checkpoint, delete `abort` if the store is still
+ *             writeable and everything was dispatched, release the lock
  */
 
 export const ABORT_FILE_NAME = 'abort';
@@ -31,12 +50,21 @@ export const CHECKPOINT_FILE_NAME = 'checkpoint';
 export const CHECKPOINT_FLUSH_INTERVAL_MS = 1000;
 /** After a failed shutdown, how long to wait for a pending checkpoint flush before leaving it, ms. */
 const CHECKPOINT_CLOSE_TIMEOUT_MS = 1000;
+/** Shutdown waits this long for dispatch to catch up (RocketMQ: 50 x 100 ms), ms. */
+const REPUT_SHUTDOWN_TIMEOUT_MS = 5000;
+/** Shutdown waits this long for the final consume queue flush, ms. */
+const CONSUME_QUEUE_SHUTDOWN_TIMEOUT_MS = 5000;
 
 export interface MessageStoreOptions {
   /** The file layer; tests pass an instrumented or simulated one. Default: the real disk. */
   readonly io?: StoreIO;
   /** Default: pino at `warn` (or ROCKETMQ_TS_LOG_LEVEL) on stderr. */
   readonly logger?: Logger;
+  /**
+   * RocketMQ's `MessageArrivingListener`: told after dispatch made new messages of a queue
+   * readable (topic, queue id, the queue's new max offset). Long polling hangs off it.
+   */
+  readonly onMessageArriving?: MessageArrivingListener;
 }
 
 export interface RecoveryReport {
@@ -45,6 +73,13 @@ export interface RecoveryReport {
   /** True when there was no checkpoint file (or it was short) and a fresh one was made. */
   readonly checkpointCreated: boolean;
   readonly commitLog: CommitLogRecoveryReport;
+  readonly consumeQueues: ConsumeQueueRecoveryReport;
+}
+
+/** A reader waiting for a queue to grow past an offset (`waitForMessages`). */
+interface ArrivalWaiter {
+  readonly offset: number;
+  readonly resolve: (arrived: boolean) => void;
 }
 
 /** Turns an fs error during open into a typed error naming the path. */
@@ -66,8 +101,15 @@ export class MessageStore {
   readonly #lock: StoreLock;
   readonly #checkpoint: StoreCheckpoint;
   readonly #commitLog: CommitLog;
+  readonly #consumeQueues: ConsumeQueueStore;
   readonly #runningFlags: RunningFlags;
   readonly #recoveryReport: RecoveryReport;
+  readonly #reput: ReputMessageService;
+  readonly #flushConsumeQueueService: FlushConsumeQueueService;
+  readonly #readContext: ReadContext;
+  readonly #onMessageArriving: MessageArrivingListener | null;
+  /** `topic\0queueId` -> readers waiting for that queue to grow. */
+  readonly #arrivalWaiters = new Map<string, Set<ArrivalWaiter>>();
   #checkpointTimer: NodeJS.Timeout | null = null;
   #shutdownPromise: Promise<void> | null = null;
 
@@ -78,8 +120,11 @@ export class MessageStore {
     lock: StoreLock;
     checkpoint: StoreCheckpoint;
     commitLog: CommitLog;
+    consumeQueues: ConsumeQueueStore;
     runningFlags: RunningFlags;
     recoveryReport: RecoveryReport;
+    reputFromOffset: number;
+    onMessageArriving: MessageArrivingListener | null;
   }) {
     this.#config = fields.config;
     this.#io = fields.io;
@@ -87,8 +132,47 @@ export class MessageStore {
     this.#lock = fields.lock;
     this.#checkpoint = fields.checkpoint;
     this.#commitLog = fields.commitLog;
+    this.#consumeQueues = fields.consumeQueues;
     this.#runningFlags = fields.runningFlags;
     this.#recoveryReport = fields.recoveryReport;
+    this.#onMessageArriving = fields.onMessageArriving;
+    const logger = fields.logger;
+    const dispatcher = new CommitLogDispatcher(fields.consumeQueues, fields.checkpoint, (error) => {
+      if (this.#runningFlags.isWriteable()) {
+        logger.error({ err: error }, 'a consume queue refused a unit; writes stop');
+      }
+      this.#runningFlags.makeLogicsQueueError(error);
+    });
+    this.#reput = new ReputMessageService({
+      commitLog: fields.commitLog,
+      consumeQueues: fields.consumeQueues,
+      dispatcher,
+      sync: fields.config.flushDiskType === FlushDiskType.SYNC_FLUSH,
+      logger,
+      onMessageArriving: (topic, queueId, maxOffset) => this.#messageArrived(topic, queueId, maxOffset),
+    });
+    this.#reput.reputFromOffset = fields.reputFromOffset;
+    this.#flushConsumeQueueService = new FlushConsumeQueueService(
+      fields.consumeQueues,
+      fields.checkpoint,
+      fields.config,
+      logger,
+      (err) => this.#onConsumeQueueFlushError(err),
+    );
+    this.#readContext = {
+      commitLog: fields.commitLog,
+      consumeQueues: fields.consumeQueues,
+      config: fields.config,
+      logger,
+    };
+  }
+
+  #start(): void {
+    this.#commitLog.setVisibleListener(() => this.#reput.wakeup());
+    this.#commitLog.start();
+    this.#reput.start();
+    this.#flushConsumeQueueService.start();
+    this.#startCheckpointFlush();
   }
 
   /**
@@ -124,6 +208,7 @@ export class MessageStore {
     }
     let checkpoint: StoreCheckpoint | null = null;
     let commitLog: CommitLog | null = null;
+    let consumeQueues: ConsumeQueueStore | null = null;
     try {
       const abortPath = path.join(root, ABORT_FILE_NAME);
       const lastExitOK = io.statSync(abortPath) === null;
@@ -135,18 +220,26 @@ export class MessageStore {
       } catch (err) {
         throw openError(err, `cannot load the commit log in ${config.storePathCommitLog}`);
       }
-      const commitLogReport = commitLog.recover(lastExitOK);
+      consumeQueues = new ConsumeQueueStore({ config, io, logger });
+      const recovery = await recoverStore({ lastExitOK, commitLog, consumeQueues, checkpoint, logger });
+      // The store's directories exist now: make their entries durable, up to the root's own.
+      syncDirectories(io, [
+        path.dirname(root),
+        root,
+        path.dirname(config.storePathCommitLog),
+        consumeQueues.rootPath,
+      ]);
       const recoveryReport: RecoveryReport = {
         lastExitOK,
         checkpointCreated: checkpoint.createdOnOpen,
-        commitLog: commitLogReport,
+        commitLog: recovery.commitLog,
+        consumeQueues: recovery.consumeQueues,
       };
       logger.info(
         { ...recoveryReport },
         lastExitOK ? 'store recovered normally' : 'store recovered after a crash',
       );
       MessageStore.#createAbortFile(io, abortPath);
-      commitLog.start();
       const store = new MessageStore({
         config,
         io,
@@ -154,13 +247,17 @@ export class MessageStore {
         lock,
         checkpoint,
         commitLog,
+        consumeQueues,
         runningFlags,
         recoveryReport,
+        reputFromOffset: recovery.reputFromOffset,
+        onMessageArriving: options.onMessageArriving ?? null,
       });
-      store.#startCheckpointFlush();
+      store.#start();
       return store;
     } catch (err) {
       await commitLog?.shutdown().catch(() => undefined);
+      consumeQueues?.shutdown();
       await checkpoint?.shutdown().catch(() => undefined);
       lock.release();
       throw openError(err, `cannot open the store in ${root}`);
@@ -187,6 +284,36 @@ export class MessageStore {
     this.#checkpointTimer.unref();
   }
 
+  #onConsumeQueueFlushError(err: unknown): void {
+    const error =
+      err instanceof StoreError ? err : new StoreError('ERR_FLUSH_FAILED', String(err), { cause: err });
+    if (this.#runningFlags.isWriteable()) {
+      this.#logger.error({ err: error }, 'consume queue flush failed; writes stop');
+    }
+    this.#runningFlags.makeLogicsQueueError(error);
+  }
+
+  #messageArrived(topic: string, queueId: number, maxOffset: number): void {
+    const key = `${topic}\u0000${queueId}`;
+    const waiters = this.#arrivalWaiters.get(key);
+    if (waiters !== undefined) {
+      for (const waiter of waiters) {
+        if (maxOffset > waiter.offset) {
+          waiters.delete(waiter);
+          waiter.resolve(true);
+        }
+      }
+      if (waiters.size === 0) this.#arrivalWaiters.delete(key);
+    }
+    if (this.#onMessageArriving !== null) {
+      try {
+        this.#onMessageArriving(topic, queueId, maxOffset);
+      } catch (err) {
+        this.#logger.error({ err, topic, queueId }, 'onMessageArriving threw');
+      }
+    }
+  }
+
   #onCheckpointError(err: unknown): void {
     const error =
       err instanceof StoreError ? err : new StoreError('ERR_FLUSH_FAILED', String(err), { cause: err });
@@ -205,7 +332,109 @@ export class MessageStore {
     return this.#commitLog.putMessages(batch);
   }
 
-  /** The message whose record starts at `commitLogOffset`, or null (only committed bytes are visible). */
+  /**
+   * RocketMQ's `getMessage`: up to `maxMsgNums` messages of `topic`/`queueId` from queue offset
+   * `offset`, read through the consume queue and CRC checked, with RocketMQ's `GetMessageStatus`
+   * and the offset to read from next. `group` names the reader (RocketMQ uses it for statistics
+   * and filters; the store keeps no state for it). Never waits for a put.
+   */
+  async getMessage(
+    group: string,
+    topic: string,
+    queueId: number,
+    offset: number,
+    maxMsgNums: number,
+    options: GetMessageOptions = {},
+  ): Promise<GetMessageResult> {
+    void group;
+    if (this.isShutdown()) {
+      throw new StoreError('ERR_STORE_SHUTDOWN', 'getMessage on a store that was shut down');
+    }
+    checkQueueArguments(topic, queueId);
+    if (!Number.isSafeInteger(offset) || offset < 0) {
+      throw new StoreError(
+        'ERR_INVALID_ARGUMENT',
+        `getMessage: offset must be a whole number >= 0, got ${offset}`,
+      );
+    }
+    if (!Number.isSafeInteger(maxMsgNums) || maxMsgNums < 1) {
+      throw new StoreError(
+        'ERR_INVALID_ARGUMENT',
+        `getMessage: maxMsgNums must be a whole number >= 1, got ${maxMsgNums}`,
+      );
+    }
+    return getMessage(this.#readContext, topic, queueId, offset, maxMsgNums, options);
+  }
+
+  /** The first readable queue offset of a queue; -1 when there is no such queue (RocketMQ). */
+  getMinOffsetInQueue(topic: string, queueId: number): number {
+    const queue = this.#consumeQueues.find(topic, queueId);
+    return queue === null ? -1 : queue.getMinOffsetInQueue();
+  }
+
+  /**
+   * The queue offset after the last readable message (0 for no such queue). With
+   * `committed = false`, the next offset a put will take instead, readable or not (RocketMQ's
+   * `getMaxOffsetInQueue(topic, queueId, committed)`).
+   */
+  getMaxOffsetInQueue(topic: string, queueId: number, committed = true): number {
+    if (!committed) return this.#commitLog.getQueueOffset(topic, queueId);
+    const queue = this.#consumeQueues.find(topic, queueId);
+    return queue === null ? 0 : queue.getMaxOffsetInQueue();
+  }
+
+  /** The first queue offset stored at or after `timestampMs` (the queue's end when none is; 0 for no queue). */
+  getOffsetInQueueByTime(topic: string, queueId: number, timestampMs: number): Promise<number> {
+    return getOffsetInQueueByTime(this.#readContext, topic, queueId, timestampMs);
+  }
+
+  /** Store time of the message at a queue offset, -1 when there is none. */
+  getMessageStoreTimeStamp(topic: string, queueId: number, consumeQueueOffset: number): Promise<number> {
+    return getMessageStoreTimeStamp(this.#readContext, topic, queueId, consumeQueueOffset);
+  }
+
+  /**
+   * Resolves true as soon as the queue holds a readable message at `offset` or later, false after
+   * `timeoutMs` (long polling). Resolves at once when one is already there.
+   */
+  waitForMessages(topic: string, queueId: number, offset: number, timeoutMs: number): Promise<boolean> {
+    if (this.getMaxOffsetInQueue(topic, queueId) > offset) return Promise.resolve(true);
+    if (this.isShutdown() || timeoutMs <= 0) return Promise.resolve(false);
+    const key = `${topic}\u0000${queueId}`;
+    return new Promise((resolve) => {
+      let waiters = this.#arrivalWaiters.get(key);
+      if (waiters === undefined) {
+        waiters = new Set();
+        this.#arrivalWaiters.set(key, waiters);
+      }
+      const timer = setTimeout(() => {
+        waiters.delete(waiter);
+        if (waiters.size === 0) this.#arrivalWaiters.delete(key);
+        resolve(false);
+      }, timeoutMs);
+      timer.unref();
+      const waiter: ArrivalWaiter = {
+        offset,
+        resolve: (arrived) => {
+          clearTimeout(timer);
+          resolve(arrived);
+        },
+      };
+      waiters.add(waiter);
+    });
+  }
+
+  /** Readable commit log bytes not yet dispatched to the consume queues. */
+  dispatchBehindBytes(): number {
+    return this.#reput.dispatchBehindBytes();
+  }
+
+  /** The consume queue store, for tools and tests that look below the facade. */
+  getConsumeQueueStore(): ConsumeQueueStore {
+    return this.#consumeQueues;
+  }
+
+  /** The message whose record starts at `commitLogOffset`, or null (only visible bytes: committed, and flushed under SYNC_FLUSH). */
   lookMessageByOffset(commitLogOffset: number): Promise<MessageExt | null> {
     return this.#commitLog.lookMessageByOffset(commitLogOffset);
   }
@@ -273,10 +502,30 @@ export class MessageStore {
     let failure: unknown = null;
     try {
       try {
-        await this.#commitLog.shutdown();
+        // Dispatch catches up with the log's final end before its segments close.
+        await this.#commitLog.shutdown(async () => {
+          if (!(await withTimeout(this.#reput.shutdown(), REPUT_SHUTDOWN_TIMEOUT_MS))) {
+            this.#logger.warn(
+              { behind: this.#reput.dispatchBehindBytes() },
+              'dispatch did not catch up in time',
+            );
+          }
+        });
       } catch (err) {
         failure = err;
       }
+      // The final consume queue flush writes the checkpoint too.
+      if (
+        !(await withTimeout(this.#flushConsumeQueueService.shutdown(), CONSUME_QUEUE_SHUTDOWN_TIMEOUT_MS))
+      ) {
+        this.#onConsumeQueueFlushError(
+          new StoreError('ERR_SHUTDOWN_TIMEOUT', 'the final consume queue flush did not finish in time'),
+        );
+      }
+      this.#consumeQueues.shutdown();
+      for (const waiters of this.#arrivalWaiters.values())
+        for (const waiter of waiters) waiter.resolve(false);
+      this.#arrivalWaiters.clear();
       // The checkpoint says what is durable: only write it when the commit log finished. Close it
       // either way, unless a flush of it is itself stuck on the disk (its descriptor stays open
       // until that returns, rather than be closed under it).
@@ -290,7 +539,8 @@ export class MessageStore {
       } else if (!(await withTimeout(this.#checkpoint.shutdown(), CHECKPOINT_CLOSE_TIMEOUT_MS))) {
         this.#logger.warn({}, 'the checkpoint file stays open: a flush of it is stuck on the disk');
       }
-      if (failure === null && this.#runningFlags.isWriteable()) {
+      const behind = this.#reput.dispatchBehindBytes();
+      if (failure === null && this.#runningFlags.isWriteable() && behind === 0) {
         const abortPath = path.join(this.#config.storePathRootDir, ABORT_FILE_NAME);
         try {
           this.#io.unlinkSync(abortPath);
@@ -300,7 +550,7 @@ export class MessageStore {
         }
       } else {
         this.#logger.warn(
-          { cause: this.#runningFlags.cause?.message },
+          { cause: this.#runningFlags.cause?.message, dispatchBehindBytes: behind },
           'keeping the abort file: the next open recovers as after a crash',
         );
       }
@@ -308,5 +558,22 @@ export class MessageStore {
       this.#lock.release();
     }
     if (failure !== null) throw failure;
+  }
+}
+
+/** fsyncs each directory that exists (entries made at open: the root, `commitlog`, `consumequeue`). */
+function syncDirectories(io: StoreIO, dirs: readonly string[]): void {
+  for (const dir of new Set(dirs)) {
+    if (io.statSync(dir)?.isDirectory === true) io.fsyncDirectorySync(dir);
+  }
+}
+
+/** Topic and queue id checks for the read API: a typed error naming what was wrong. */
+function checkQueueArguments(topic: string, queueId: number): void {
+  if (typeof topic !== 'string' || topic.length === 0) {
+    throw new StoreError('ERR_INVALID_ARGUMENT', 'topic must be a non-empty string');
+  }
+  if (!Number.isSafeInteger(queueId) || queueId < 0) {
+    throw new StoreError('ERR_INVALID_ARGUMENT', `queueId must be a whole number >= 0, got ${queueId}`);
   }
 }

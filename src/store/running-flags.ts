@@ -50,6 +50,12 @@ export class RunningFlags {
     this.#notWriteableCause ??= cause;
   }
 
+  /** Stops writes for good: a consume queue could not take a unit (RocketMQ's logics queue error). */
+  makeLogicsQueueError(cause: StoreError): void {
+    this.#flagBits |= RunningFlagBits.WRITE_LOGICS_QUEUE_ERROR;
+    this.#notWriteableCause ??= cause;
+  }
+
   /** Stops writes until `clearDiskFull()`: a commit hit ENOSPC/EDQUOT. */
   makeDiskFull(cause: StoreError): void {
     this.#flagBits |= RunningFlagBits.DISK_FULL;

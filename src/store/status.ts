@@ -41,3 +41,25 @@ export const FlushDiskType = {
   ASYNC_FLUSH: 'ASYNC_FLUSH',
 } as const;
 export type FlushDiskType = (typeof FlushDiskType)[keyof typeof FlushDiskType];
+
+/** RocketMQ's `GetMessageStatus`: what a read by queue offset found. */
+export const GetMessageStatus = {
+  FOUND: 'FOUND',
+  /** Messages were there, but the filter matched none of them. */
+  NO_MATCHED_MESSAGE: 'NO_MATCHED_MESSAGE',
+  /** The commit log no longer holds the message (its segment was deleted). */
+  MESSAGE_WAS_REMOVING: 'MESSAGE_WAS_REMOVING',
+  /** The consume queue unit could not be read. */
+  OFFSET_FOUND_NULL: 'OFFSET_FOUND_NULL',
+  /** The offset is past the end of the queue by more than one. */
+  OFFSET_OVERFLOW_BADLY: 'OFFSET_OVERFLOW_BADLY',
+  /** The offset is the end of the queue: nothing yet. */
+  OFFSET_OVERFLOW_ONE: 'OFFSET_OVERFLOW_ONE',
+  /** The offset is below the queue's minimum (older messages were deleted). */
+  OFFSET_TOO_SMALL: 'OFFSET_TOO_SMALL',
+  /** There is no such topic/queue. */
+  NO_MATCHED_LOGIC_QUEUE: 'NO_MATCHED_LOGIC_QUEUE',
+  /** The queue exists and is empty. */
+  NO_MESSAGE_IN_QUEUE: 'NO_MESSAGE_IN_QUEUE',
+} as const;
+export type GetMessageStatus = (typeof GetMessageStatus)[keyof typeof GetMessageStatus];

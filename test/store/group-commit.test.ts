@@ -198,18 +198,28 @@ describe('GroupCommitService (SYNC_FLUSH)', () => {
       assert.equal(result.status, PutMessageStatus.FLUSH_DISK_TIMEOUT);
       assert.ok(result.appendResult !== null, 'the append happened: the message is stored');
       assert.equal(result.appendResult.wroteOffset, 0);
-      const stored = await store.lookMessageByOffset(result.appendResult.wroteOffset);
-      assert.ok(stored !== null, 'the message is in the file and readable');
-      assert.deepEqual(stored.body, Buffer.alloc(100, 1));
+      const { wroteOffset, wroteBytes } = result.appendResult;
       assert.ok(
-        store.getCommitLog().mappedFileQueue.flushedWhere <
-          result.appendResult.wroteOffset + result.appendResult.wroteBytes,
+        store.getCommitLog().mappedFileQueue.committedWhere >= wroteOffset + wroteBytes,
+        'it is in the file',
+      );
+      assert.ok(
+        store.getCommitLog().mappedFileQueue.flushedWhere < wroteOffset + wroteBytes,
         'it was not flushed',
       );
+      // Under SYNC_FLUSH readers see only flushed bytes (RocketMQ #8239).
+      assert.equal(await store.lookMessageByOffset(wroteOffset), null, 'not visible before its fdatasync');
       assert.ok(store.isWriteable(), 'a slow disk is not an I/O error');
     } finally {
       release();
     }
+    await waitUntil(
+      () => store.getCommitLog().mappedFileQueue.flushedWhere > 0,
+      'the flush once the disk answers',
+    );
+    const stored = await store.lookMessageByOffset(0);
+    assert.ok(stored !== null, 'the message is readable once flushed');
+    assert.deepEqual(stored.body, Buffer.alloc(100, 1));
     await store.shutdown();
     assert.equal(fs.existsSync(path.join(dir, 'abort')), false, 'a clean shutdown after the disk recovered');
     assert.ok(

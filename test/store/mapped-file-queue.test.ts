@@ -540,8 +540,53 @@ describe('MappedFileQueue', () => {
       assert.ok(fs.existsSync(segmentPath(dir, FILE_SIZE)), 'a load failure deletes nothing');
     });
 
+    it('extends a short last segment after full-size ones with zeros, and lists it', (t) => {
+      const dir = tempDir(t);
+      writeSegment(dir, 0, FILE_SIZE);
+      writeSegment(dir, FILE_SIZE, FILE_SIZE);
+      const cut = Buffer.alloc(1000, 0x5a);
+      fs.writeFileSync(segmentPath(dir, 2 * FILE_SIZE), cut);
+      const queue = newQueue(t, dir);
+      queue.load();
+      assert.deepEqual(offsets(queue), [0, FILE_SIZE, 2 * FILE_SIZE]);
+      assert.deepEqual(
+        queue.extendedFiles.map((f) => [f.fileName, f.sizeBytes]),
+        [[segmentPath(dir, 2 * FILE_SIZE), 1000]],
+      );
+      const bytes = fs.readFileSync(segmentPath(dir, 2 * FILE_SIZE));
+      assert.equal(bytes.length, FILE_SIZE);
+      assert.ok(bytes.subarray(0, 1000).equals(cut), 'the data stays');
+      assert.ok(
+        bytes.subarray(1000).every((b) => b === 0),
+        'the rest reads as zeros',
+      );
+    });
+
+    it('a lone short segment: refused unless its content proves it was cut short', (t) => {
+      const dir = tempDir(t);
+      writeSegment(dir, 0, 1000);
+      assert.throws(() => newQueue(t, dir).load(), isInvalidFileError);
+      assert.equal(fs.statSync(segmentPath(dir, 0)).size, 1000, 'a refused load changes nothing');
+      const asked: number[] = [];
+      const pool = new WriteBufferPool(FILE_SIZE, POOL_BUFFERS);
+      const queue = createQueue({
+        storePath: dir,
+        mappedFileSize: FILE_SIZE,
+        io: nodeStoreIO,
+        pool,
+        isCutShort: (_file, size) => {
+          asked.push(size);
+          return true;
+        },
+      });
+      t.after(() => queue.shutdown());
+      queue.load();
+      assert.deepEqual(asked, [1000]);
+      assert.equal(fs.statSync(segmentPath(dir, 0)).size, FILE_SIZE);
+    });
+
     for (const [label, sizes] of [
-      ['a short last segment', [FILE_SIZE, FILE_SIZE, 1000]],
+      ['a long last segment', [FILE_SIZE, FILE_SIZE, 2 * FILE_SIZE]],
       ['a long segment in the middle', [FILE_SIZE, 2 * FILE_SIZE, FILE_SIZE]],
       ['a short first segment', [1, FILE_SIZE]],
     ] as const) {

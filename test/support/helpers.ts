@@ -48,6 +48,15 @@ export async function openStore(
 }
 
 /** The seed for randomised tests: TEST_SEED from the environment, else a fresh one (printed on failure by the caller). */
+/** Messages the store's consume queues hold (what recovery kept), over every queue. */
+export function storedMessageCount(store: MessageStore): number {
+  let count = 0;
+  for (const queue of store.getConsumeQueueStore().all()) {
+    count += queue.getMaxOffsetInQueue() - queue.getMinOffsetInQueue();
+  }
+  return count;
+}
+
 export function testSeed(): number {
   const fromEnv = process.env.TEST_SEED;
   return fromEnv === undefined ? Math.floor(Math.random() * 2 ** 31) : Number(fromEnv);

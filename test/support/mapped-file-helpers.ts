@@ -26,6 +26,7 @@ export function createQueue(options: {
   io: StoreIO;
   pool: WriteBufferPool;
   allocator?: AllocateMappedFileService;
+  isCutShort?: (filePath: string, sizeBytes: number) => boolean;
 }): MappedFileQueue {
   return new MappedFileQueue({
     storePath: options.storePath,
@@ -34,6 +35,7 @@ export function createQueue(options: {
     writeBufferPool: options.pool,
     allocateMappedFileService: options.allocator ?? null,
     logger: silentLogger,
+    ...(options.isCutShort === undefined ? {} : { isCutShort: options.isCutShort }),
   });
 }
 

@@ -14,8 +14,14 @@ import {
 } from '../mapped-file/transient-store-pool.js';
 import { WriteBufferPool } from '../mapped-file/write-buffer-pool.js';
 import { parseHost } from '../message/host.js';
+import { readInt64BE } from '../message/int64.js';
 import type { Message, MessageBatch, MessageExt } from '../message/message.js';
-import { decodeMessage, MESSAGE_MIN_LENGTH_BYTES } from '../message/message-decoder.js';
+import {
+  type CheckedRecord,
+  checkMessageAndReturnSize,
+  decodeMessage,
+  MESSAGE_MIN_LENGTH_BYTES,
+} from '../message/message-decoder.js';
 import {
   type EncodedBatch,
   type EncodedMessage,
@@ -23,8 +29,15 @@ import {
   encodeBatch,
   encodeMessage,
 } from '../message/message-ext-encoder.js';
-import { MESSAGE_RECORD_OVERHEAD_MAX_BYTES } from '../message/message-format.js';
-import { getTransactionValue, MessageSysFlag } from '../message/message-sys-flag.js';
+import {
+  MESSAGE_MAGIC_CODE_V1,
+  MESSAGE_MAGIC_CODE_V2,
+  MESSAGE_RECORD_OVERHEAD_MAX_BYTES,
+  PHY_POS_POSITION,
+  SYSFLAG_POSITION,
+  storeTimestampPositionOf,
+} from '../message/message-format.js';
+import { MessageSysFlag } from '../message/message-sys-flag.js';
 import type { RunningFlags } from '../running-flags.js';
 import { AppendMessageStatus, FlushDiskType, PutMessageStatus } from '../status.js';
 import { burstWallClockMs } from '../util/burst-clock.js';
@@ -95,14 +108,30 @@ export interface PutMessageResult {
   readonly error?: StoreError;
 }
 
+export interface CommitLogRecoverOptions {
+  /** False when the `abort` file was found. */
+  readonly lastExitOK: boolean;
+  /** Where the consume queues end (the end of their highest unit's message), -1 with none. */
+  readonly dispatchFrom: number;
+  /** Told where the scan starts, before the first record. */
+  readonly onScanStart?: (fromOffset: number) => void;
+  /** Gets each valid record to dispatch, in log order. */
+  readonly onRecord: (record: CheckedRecord) => void;
+}
+
 export interface CommitLogRecoveryReport {
   /** Where the log ends now. */
   readonly maxPhyOffset: number;
-  readonly messagesRecovered: number;
+  /** Where the scan started (the start of the segment recovery chose). */
+  readonly scanFromOffset: number;
+  /** Records checked by this recovery (from `scanFromOffset` on). */
+  readonly messagesScanned: number;
   /** Bytes after the last valid record that were cut off (0 after a clean shutdown). */
   readonly truncatedBytes: number;
   /** Segments deleted because they started after the end of the log. */
   readonly deletedFiles: readonly string[];
+  /** A last segment found shorter than mappedFileSize and extended with zeros before the scan. */
+  readonly extendedFiles: readonly string[];
   /** Why the scan stopped where it did, when it was not at clean zeros or a segment's end. */
   readonly stopReason: string | null;
 }
@@ -171,6 +200,8 @@ export class CommitLog {
    * (so a put told SERVICE_NOT_AVAILABLE is truly not stored).
    */
   #fatalError: StoreError | null = null;
+  /** Told whenever `getVisibleOffset()` moved (ReputMessageService's wakeup). */
+  #onVisible: (() => void) | null = null;
 
   constructor(options: CommitLogOptions) {
     const { config, io, logger, checkpoint, runningFlags } = options;
@@ -195,6 +226,7 @@ export class CommitLog {
       writeBufferPool: this.#pool,
       allocateMappedFileService: this.#allocator,
       logger,
+      isCutShort: (filePath, sizeBytes) => isCommitLogSegmentCutShort(io, filePath, sizeBytes),
     });
     const defaultStoreHost = parseHost(config.storeHost);
     if (defaultStoreHost === null) {
@@ -229,48 +261,67 @@ export class CommitLog {
   }
 
   /**
-   * Finds the end of the log: scans every record (CRC checked), stops at the first one that fails
-   * a check, cuts the log there and rebuilds the next queue offset of every queue.
+   * Finds the end of the log and hands every record from the dispatch start to `onRecord`
+   * (RocketMQ's `recoverNormally` / `recoverAbnormally`, store reference §4.11):
    *
-   * The bytes after the cut are discarded from the file (truncated and re-extended, so they read
-   * as zeros): a later recovery can then never mistake a stale record behind the cut for a live
-   * one. Consume queues will let recovery start near the end instead of scanning everything.
+   * - the scan starts at a segment chosen as RocketMQ 5.3 does. After a clean shutdown: walking
+   *   back from the last segment, the first that starts at or before `dispatchFrom` (where the
+   *   consume queues end). After a crash: walking back, the first whose first record is valid and
+   *   was stored before the checkpoint's `getMinTimestamp()` (everything before it was flushed),
+   *   and never later than the clean-shutdown choice. None: the first segment.
+   * - every record from there is checked (CRC included); the first that fails ends the log,
+   *   unless it lies in data already durable and valid records follow (then the open is refused
+   *   rather than delete acknowledged messages: `#refuseToCutDurableData`).
+   * - the log is cut there. The bytes after the cut are discarded from the file (truncated and
+   *   re-extended, so they read as zeros): a later recovery can never mistake a stale record
+   *   behind the cut for a live one.
+   *
+   * `onRecord` gets the records at or after `dispatchFrom` (every scanned one after a crash).
+   * Queue offsets are not rebuilt here: the caller sets them from the consume queues.
    */
-  recover(lastExitOK: boolean): CommitLogRecoveryReport {
+  recover(options: CommitLogRecoverOptions): CommitLogRecoveryReport {
+    const { lastExitOK, dispatchFrom, onRecord } = options;
     const mfq = this.mappedFileQueue;
     const files = mfq.getMappedFiles();
     const fileSize = mfq.mappedFileSize;
-    this.#topicQueueTable.clear();
+    const extendedFiles = mfq.extendedFiles.map((f) => f.fileName);
     if (files.length === 0) {
       mfq.flushedWhere = 0;
       mfq.committedWhere = 0;
-      return { maxPhyOffset: 0, messagesRecovered: 0, truncatedBytes: 0, deletedFiles: [], stopReason: null };
+      return {
+        maxPhyOffset: 0,
+        scanFromOffset: 0,
+        messagesScanned: 0,
+        truncatedBytes: 0,
+        deletedFiles: [],
+        extendedFiles,
+        stopReason: null,
+      };
     }
     const scanOptions = {
       checkCRC: this.#config.checkCRCOnRecover,
       forceVerifyPropCRC: this.#config.forceVerifyPropCRC,
       windowSizeBytes: SCAN_WINDOW_SIZE_DEFAULT_BYTES,
     };
-    let messagesRecovered = 0;
+    const startIndex = this.#recoverStartIndex(lastExitOK, dispatchFrom);
+    const dispatchAll = !lastExitOK;
+    let messagesScanned = 0;
     let lastStoreTimestamp = 0;
-    let processOffset = (files[0] as MappedFile).fileFromOffset;
+    const startFile = files[startIndex] as MappedFile;
+    options.onScanStart?.(startFile.fileFromOffset);
+    let processOffset = startFile.fileFromOffset;
     let stopReason: string | null = null;
-    for (const [index, file] of files.entries()) {
+    for (let index = startIndex; index < files.length; index++) {
+      const file = files[index] as MappedFile;
       const end = scanSegment(
         file,
         0,
         scanOptions,
         ({ result }) => {
           if (result.kind !== 'record') return false;
-          messagesRecovered++;
+          messagesScanned++;
           lastStoreTimestamp = Math.max(lastStoreTimestamp, result.storeTimestamp);
-          const tx = getTransactionValue(result.sysFlag);
-          if (
-            tx !== MessageSysFlag.TRANSACTION_PREPARED_TYPE &&
-            tx !== MessageSysFlag.TRANSACTION_ROLLBACK_TYPE
-          ) {
-            this.#topicQueueTable.raise(result.topic, result.queueId, result.queueOffset + 1);
-          }
+          if (dispatchAll || result.physicalOffset >= dispatchFrom) onRecord(result);
           return true;
         },
         fileSize,
@@ -296,17 +347,88 @@ export class CommitLog {
     // After a clean shutdown the bytes after the end are the pre-sized file's zeros; after a crash
     // (or a bad record) they may hold a torn or stale record, which must go.
     const discard = !lastExitOK || stopReason !== null;
-    const report = this.#truncateTo(
-      processOffset,
-      messagesRecovered,
-      lastStoreTimestamp,
-      stopReason,
-      discard,
-    );
+    const cut = this.#truncateTo(processOffset, lastStoreTimestamp, stopReason, discard);
     // A crashed process may have left segments written but never synced: sync every one now,
     // before `flushedWhere` claims they are durable (cheap for files with nothing dirty).
     for (const file of mfq.getMappedFiles()) file.datasyncForRecovery();
-    return report;
+    return {
+      maxPhyOffset: processOffset,
+      scanFromOffset: startFile.fileFromOffset,
+      messagesScanned,
+      truncatedBytes: cut.truncatedBytes,
+      deletedFiles: cut.deletedFiles,
+      extendedFiles,
+      stopReason,
+    };
+  }
+
+  /**
+   * Recovery's second look: hands every valid record from the start of the segment holding
+   * `fromOffset` up to `toOffset` to `onRecord` (consume queues found missing units that lie
+   * before where the recovery scan began). A record that fails its checks there is damage in
+   * data recovery did not cut: the open is refused.
+   */
+  rescanForDispatch(fromOffset: number, toOffset: number, onRecord: (record: CheckedRecord) => void): number {
+    const mfq = this.mappedFileQueue;
+    const scanOptions = {
+      checkCRC: this.#config.checkCRCOnRecover,
+      forceVerifyPropCRC: this.#config.forceVerifyPropCRC,
+      windowSizeBytes: SCAN_WINDOW_SIZE_DEFAULT_BYTES,
+    };
+    let scanned = 0;
+    for (const file of mfq.getMappedFiles()) {
+      if (file.fileFromOffset + mfq.mappedFileSize <= fromOffset) continue;
+      if (file.fileFromOffset >= toOffset) break;
+      const limit = Math.min(mfq.mappedFileSize, toOffset - file.fileFromOffset);
+      const end = scanSegment(
+        file,
+        0,
+        scanOptions,
+        ({ result }) => {
+          if (result.kind !== 'record') return false;
+          scanned++;
+          onRecord(result);
+          return true;
+        },
+        limit,
+      );
+      if (end.stop === 'invalid') {
+        throw new StoreError(
+          'ERR_STORE_FILE_INVALID',
+          `the commit log record at offset ${file.fileFromOffset + end.position} (${file.fileName}) is damaged` +
+            `${end.reason === null ? '' : ` (${end.reason})`}, inside data that consume queues need rebuilt; ` +
+            'refusing to open rather than index around the damage',
+        );
+      }
+    }
+    return scanned;
+  }
+
+  /** Recovery: the next queue offset of every queue, from the consume queues. */
+  resetTopicQueueTable(
+    entries: Iterable<readonly [topic: string, queueId: number, nextOffset: number]>,
+  ): void {
+    this.#topicQueueTable.clear();
+    for (const [topic, queueId, nextOffset] of entries) this.#topicQueueTable.set(topic, queueId, nextOffset);
+  }
+
+  /** Index of the segment recovery starts scanning at (see `recover`). */
+  #recoverStartIndex(lastExitOK: boolean, dispatchFrom: number): number {
+    const files = this.mappedFileQueue.getMappedFiles();
+    let normal = 0;
+    for (let i = files.length - 1; i >= 0; i--) {
+      if ((files[i] as MappedFile).fileFromOffset <= dispatchFrom) {
+        normal = i;
+        break;
+      }
+    }
+    if (lastExitOK) return normal;
+    const minTimestamp = this.#checkpoint.getMinTimestamp();
+    for (let i = normal; i >= 0; i--) {
+      const storeTimestamp = firstRecordStoreTimestamp(files[i] as MappedFile);
+      if (storeTimestamp > 0 && storeTimestamp <= minTimestamp) return i;
+    }
+    return 0;
   }
 
   /**
@@ -358,11 +480,10 @@ export class CommitLog {
 
   #truncateTo(
     processOffset: number,
-    messagesRecovered: number,
     lastStoreTimestamp: number,
     stopReason: string | null,
     discard: boolean,
-  ): CommitLogRecoveryReport {
+  ): { truncatedBytes: number; deletedFiles: string[] } {
     const mfq = this.mappedFileQueue;
     const fileSize = mfq.mappedFileSize;
     const before = mfq.getMappedFiles();
@@ -393,7 +514,7 @@ export class CommitLog {
         'recovery cut the commit log after its last valid record',
       );
     }
-    return { maxPhyOffset: processOffset, messagesRecovered, truncatedBytes, deletedFiles, stopReason };
+    return { truncatedBytes, deletedFiles };
   }
 
   /** Zeroes a segment from `position` to its end; returns how many bytes of data that cut. */
@@ -699,6 +820,7 @@ export class CommitLog {
       flushOnce: async (flushLeastPages: number) => {
         const noProgress = await mfq.flush(flushLeastPages);
         if (mfq.storeTimestamp > 0) this.#checkpoint.physicMsgTimestamp = mfq.storeTimestamp;
+        if (!noProgress && this.#sync) this.#onVisible?.();
         return noProgress;
       },
       onIoError: (err: unknown) => this.#onIoError(err),
@@ -715,6 +837,7 @@ export class CommitLog {
       head.wakeupCustomer(PutMessageStatus.PUT_OK);
     }
     if (!noProgress) {
+      if (!this.#sync) this.#onVisible?.();
       this.#pendingSince = mfq.getMaxWrotePosition() > committedWhere ? Date.now() : 0;
       if (this.#runningFlags.isDiskFull()) {
         this.#runningFlags.clearDiskFull();
@@ -769,18 +892,57 @@ export class CommitLog {
     this.#commitWaiters.drain();
   }
 
+  /** Registers the one listener told when more of the log became visible to readers. */
+  setVisibleListener(listener: (() => void) | null): void {
+    this.#onVisible = listener;
+  }
+
+  /**
+   * How far readers may see: committed bytes, and under SYNC_FLUSH only flushed ones (RocketMQ
+   * #8239: nothing a power loss can still erase is ever shown).
+   */
+  getVisibleOffset(): number {
+    const mfq = this.mappedFileQueue;
+    return this.#sync ? mfq.flushedWhere : mfq.committedWhere;
+  }
+
+  /**
+   * `length` bytes of the log from `offset`, inside one segment and below the visible offset;
+   * null otherwise (or when the segment is being deleted). Reads never take the put section.
+   */
+  async readRange(offset: number, length: number): Promise<Buffer | null> {
+    if (!Number.isSafeInteger(offset) || offset < 0 || !(length > 0)) return null;
+    if (offset + length > this.getVisibleOffset()) return null;
+    const file = this.mappedFileQueue.findMappedFileByOffset(offset);
+    if (file === null) return null;
+    const position = offset - file.fileFromOffset;
+    if (position + length > file.fileSize) return null;
+    return file.selectMappedBuffer(position, length);
+  }
+
+  /**
+   * RocketMQ's `pickupStoreTimestamp`: the store time of the record at `offset` (of `size` bytes),
+   * read from its header; -1 when it cannot be read or the header does not hold up.
+   */
+  async pickupStoreTimestamp(offset: number, size: number): Promise<number> {
+    const headerMax = storeTimestampPositionOf(MessageSysFlag.BORNHOST_V6_FLAG) + 8;
+    if (size < MESSAGE_MIN_LENGTH_BYTES) return -1;
+    const head = await this.readRange(offset, Math.min(size, headerMax));
+    if (head === null || head.readInt32BE(0) !== size || readInt64BE(head, PHY_POS_POSITION) !== offset)
+      return -1;
+    const at = storeTimestampPositionOf(head.readInt32BE(SYSFLAG_POSITION));
+    return at + 8 <= head.length ? readInt64BE(head, at) : -1;
+  }
+
   /** RocketMQ's `lookMessageByOffset`: the record starting at `commitLogOffset`, or null. */
   async lookMessageByOffset(commitLogOffset: number): Promise<MessageExt | null> {
     if (!Number.isSafeInteger(commitLogOffset) || commitLogOffset < 0) return null;
-    const file = this.mappedFileQueue.findMappedFileByOffset(commitLogOffset);
-    if (file === null) return null;
-    const position = commitLogOffset - file.fileFromOffset;
-    const head = await file.selectMappedBuffer(position, 8);
+    const head = await this.readRange(commitLogOffset, 8);
     if (head === null) return null;
     const size = head.readInt32BE(0);
     const recordMax = this.#config.maxMessageSize + MESSAGE_RECORD_OVERHEAD_MAX_BYTES;
     if (size < MESSAGE_MIN_LENGTH_BYTES || size > recordMax) return null;
-    const bytes = await file.selectMappedBuffer(position, size);
+    const bytes = await this.readRange(commitLogOffset, size);
     if (bytes === null) return null;
     return decodeMessage(bytes, 0, size, {
       checkCRC: true,
@@ -824,14 +986,15 @@ export class CommitLog {
   /**
    * Stops accepting puts, lets the services finish their final commits and flushes, then commits
    * and flushes whatever they left (their final passes handle one file per call, a bounded number
-   * of times), answers every waiting put, and closes the segments. Idempotent.
+   * of times), answers every waiting put, runs `beforeClose` (dispatch catching up with the
+   * log's final end), and closes the segments. Idempotent.
    *
    * A disk that does not finish within `shutdownJoinTimeoutMs()` does not hang the caller: the
    * log stops writing for good (so the `abort` file stays and the next open recovers as after a
    * crash) and the promise rejects with `ERR_SHUTDOWN_TIMEOUT`. RocketMQ bounds its joins too.
    */
-  shutdown(): Promise<void> {
-    this.#shutdownPromise ??= this.#shutdown0();
+  shutdown(beforeClose?: () => Promise<void>): Promise<void> {
+    this.#shutdownPromise ??= this.#shutdown0(beforeClose);
     return this.#shutdownPromise;
   }
 
@@ -840,7 +1003,7 @@ export class CommitLog {
     return Math.max(SHUTDOWN_JOIN_TIMEOUT_MIN_MS, 2 * this.#config.syncFlushTimeout);
   }
 
-  async #shutdown0(): Promise<void> {
+  async #shutdown0(beforeClose: (() => Promise<void>) | undefined): Promise<void> {
     this.#shutdown = true;
     let failure: StoreError | null = null;
     const joinTimeoutMs = this.shutdownJoinTimeoutMs();
@@ -857,6 +1020,14 @@ export class CommitLog {
     }
     if (!(await withTimeout(this.#allocator.shutdown(), Math.max(0, deadline - performance.now())))) {
       this.#logger.warn({ joinTimeoutMs }, 'pre-created segments were not cleaned up in time');
+    }
+    // Readers of the log (dispatch catching up) finish before the segments close.
+    if (beforeClose !== undefined) {
+      try {
+        await beforeClose();
+      } catch (err) {
+        this.#logger.error({ err }, 'finishing work on the commit log before closing it failed');
+      }
     }
     this.mappedFileQueue.shutdown();
     this.#pool.destroy();
@@ -938,4 +1109,48 @@ function busy(reason: string): Promise<PutMessageResult> {
 
 function rejected(status: PutMessageStatus, reason: string): Promise<PutMessageResult> {
   return Promise.resolve({ status, appendResult: null, reason });
+}
+
+/**
+ * Store time of a segment's first record, if it is a valid record (CRC checked); 0 otherwise.
+ * Abnormal recovery uses it to find a segment that was surely flushed.
+ */
+function firstRecordStoreTimestamp(file: MappedFile): number {
+  const head = file.readSync(0, 8);
+  if (head === null) return 0;
+  const size = head.readInt32BE(0);
+  if (size < MESSAGE_MIN_LENGTH_BYTES || size > file.fileSize) return 0;
+  const bytes = file.readSync(0, size);
+  if (bytes === null) return 0;
+  const result = checkMessageAndReturnSize(bytes, 0, size, {
+    checkCRC: true,
+    expectedPhysicalOffset: file.fileFromOffset,
+  });
+  return result.kind === 'record' ? result.storeTimestamp : 0;
+}
+
+/**
+ * Whether a lone commit log segment shorter than mappedFileSize was cut short: its record chain
+ * from the start runs into the end of the file. A chain that ends in a BLANK, or in zeros, may
+ * be a complete segment written with a different mappedFileSize; that is refused at load.
+ */
+export function isCommitLogSegmentCutShort(io: StoreIO, filePath: string, sizeBytes: number): boolean {
+  const handle = io.openSync(filePath, 'read-only');
+  try {
+    const head = Buffer.alloc(8);
+    let position = 0;
+    while (position < sizeBytes) {
+      const n = handle.readSync(head, 0, Math.min(8, sizeBytes - position), position);
+      if (n < 8) return head.subarray(0, n).some((b) => b !== 0);
+      const totalSize = head.readInt32BE(0);
+      const magic = head.readInt32BE(4);
+      if (magic !== MESSAGE_MAGIC_CODE_V1 && magic !== MESSAGE_MAGIC_CODE_V2) return false;
+      if (totalSize < MESSAGE_MIN_LENGTH_BYTES) return false;
+      if (position + totalSize > sizeBytes) return true;
+      position += totalSize;
+    }
+    return false;
+  } finally {
+    handle.closeSync();
+  }
 }

@@ -52,6 +52,22 @@ export interface MessageStoreConfig {
   readonly wakeFlushWhenPutMessage: boolean;
   /** Our addition (RocketMQ takes it from the broker config): the default store host `ip:port`. */
   readonly storeHost: string;
+  /** Size of one consume queue segment in bytes; rounded up to a whole number of 20-byte units. */
+  readonly mappedFileSizeConsumeQueue: number;
+  /** FlushConsumeQueueService period, ms. */
+  readonly flushIntervalConsumeQueue: number;
+  /** Dirty 4 KiB pages needed before a periodic consume queue flush. */
+  readonly flushConsumeQueueLeastPages: number;
+  /** A full consume queue flush (least pages 0) happens at least this often, ms. */
+  readonly flushConsumeQueueThoroughInterval: number;
+  /** getMessage limits for messages still in memory (near the end of the log): bytes and count. */
+  readonly maxTransferBytesOnMessageInMemory: number;
+  readonly maxTransferCountOnMessageInMemory: number;
+  /** getMessage limits for messages that have to come from disk: bytes and count. */
+  readonly maxTransferBytesOnMessageInDisk: number;
+  readonly maxTransferCountOnMessageInDisk: number;
+  /** A message is "in memory" when it is within this share (%) of RAM from the end of the log. */
+  readonly accessMessageInMemoryMaxRatio: number;
 }
 
 export type MessageStoreConfigInput = Partial<MessageStoreConfig> & { storePathRootDir: string };
@@ -65,6 +81,10 @@ export const MAX_MESSAGE_SIZE_MIN_BYTES = 10;
 /** The body length is a signed int32 on disk; we stop well before it. */
 export const MAX_MESSAGE_SIZE_MAX_BYTES = 2 ** 30;
 export const INTERVAL_MAX_MS = 24 * 60 * 60 * 1000;
+/** The smallest consume queue segment: a few units, so tests can roll constantly. */
+export const MAPPED_FILE_SIZE_CONSUME_QUEUE_MIN_BYTES = 20 * 4;
+/** One consume queue unit: commit log offset 8, size 4, tags code 8. */
+export const CQ_STORE_UNIT_SIZE_BYTES = 20;
 
 type Rule =
   | { readonly kind: 'int'; readonly min: number; readonly max: number }
@@ -98,6 +118,15 @@ const DEFAULTS: Omit<MessageStoreConfig, 'storePathRootDir' | 'storePathCommitLo
   wakeCommitWhenPutMessage: true,
   wakeFlushWhenPutMessage: false,
   storeHost: '127.0.0.1:10911',
+  mappedFileSizeConsumeQueue: 300000 * 20,
+  flushIntervalConsumeQueue: 1000,
+  flushConsumeQueueLeastPages: 2,
+  flushConsumeQueueThoroughInterval: 1000 * 60,
+  maxTransferBytesOnMessageInMemory: 1024 * 256,
+  maxTransferCountOnMessageInMemory: 32,
+  maxTransferBytesOnMessageInDisk: 1024 * 64,
+  maxTransferCountOnMessageInDisk: 8,
+  accessMessageInMemoryMaxRatio: 40,
 };
 
 const RULES: { readonly [K in keyof MessageStoreConfig]: Rule } = {
@@ -127,6 +156,18 @@ const RULES: { readonly [K in keyof MessageStoreConfig]: Rule } = {
   wakeCommitWhenPutMessage: BOOL,
   wakeFlushWhenPutMessage: BOOL,
   storeHost: STRING,
+  mappedFileSizeConsumeQueue: intRule(
+    MAPPED_FILE_SIZE_CONSUME_QUEUE_MIN_BYTES,
+    MAPPED_FILE_SIZE_COMMIT_LOG_MAX_BYTES,
+  ),
+  flushIntervalConsumeQueue: intRule(1, INTERVAL_MAX_MS),
+  flushConsumeQueueLeastPages: intRule(0, 2 ** 31 - 1),
+  flushConsumeQueueThoroughInterval: intRule(0, INTERVAL_MAX_MS),
+  maxTransferBytesOnMessageInMemory: intRule(1, 2 ** 31 - 1),
+  maxTransferCountOnMessageInMemory: intRule(1, 2 ** 31 - 1),
+  maxTransferBytesOnMessageInDisk: intRule(1, 2 ** 31 - 1),
+  maxTransferCountOnMessageInDisk: intRule(1, 2 ** 31 - 1),
+  accessMessageInMemoryMaxRatio: intRule(0, 100),
 };
 
 function checkValue(key: string, value: unknown, rule: Rule): string | null {
@@ -192,8 +233,12 @@ export function createMessageStoreConfig(input: MessageStoreConfigInput): Messag
     throw new StoreError('ERR_STORE_CONFIG', `invalid message store config: ${problems.join('; ')}`);
   }
   const config = merged as unknown as MessageStoreConfig;
+  // RocketMQ's getter rounds up to a whole number of units.
+  const cqSize =
+    Math.ceil(config.mappedFileSizeConsumeQueue / CQ_STORE_UNIT_SIZE_BYTES) * CQ_STORE_UNIT_SIZE_BYTES;
   return Object.freeze({
     ...config,
+    mappedFileSizeConsumeQueue: cqSize,
     storePathRootDir: path.resolve(config.storePathRootDir),
     storePathCommitLog: path.resolve(config.storePathCommitLog),
   });

@@ -30,6 +30,12 @@ export interface MappedFileQueueOptions {
   readonly writeBufferPool: WriteBufferPool;
   readonly allocateMappedFileService?: AllocateMappedFileService | null;
   readonly logger: Logger;
+  /**
+   * Whether the content of a lone segment shorter than `mappedFileSize` proves it was cut short
+   * (say, a record runs past its end) rather than written with another `mappedFileSize`.
+   * Default: never (such a file is refused).
+   */
+  readonly isCutShort?: (filePath: string, sizeBytes: number) => boolean;
 }
 
 export class MappedFileQueue {
@@ -46,12 +52,15 @@ export class MappedFileQueue {
   readonly #pool: WriteBufferPool;
   readonly #allocator: AllocateMappedFileService | null;
   readonly #logger: Logger;
+  readonly #isCutShort: (filePath: string, sizeBytes: number) => boolean;
   #mappedFiles: MappedFile[] = [];
   /** RocketMQ marks commit and flush `synchronized`; these chains do the same for async calls. */
   #commitChain: Promise<unknown> = Promise.resolve();
   #flushChain: Promise<unknown> = Promise.resolve();
   #commitsQueued = 0;
   #flushesQueued = 0;
+  /** Last segments found shorter than `mappedFileSize` at load and extended with zeros. */
+  readonly extendedFiles: { readonly fileName: string; readonly sizeBytes: number }[] = [];
   /** Why the last segment creation failed (for the put result). */
   lastCreateError: Error | null = null;
 
@@ -62,12 +71,15 @@ export class MappedFileQueue {
     this.#pool = options.writeBufferPool;
     this.#allocator = options.allocateMappedFileService ?? null;
     this.#logger = options.logger;
+    this.#isCutShort = options.isCutShort ?? (() => false);
   }
 
   /**
    * Opens every segment in the directory (creating the directory if needed). A zero-length LAST
-   * file is deleted (a crash during creation, RocketMQ #6904); any other file of the wrong size,
-   * or a missing segment between two others, fails the load with `ERR_STORE_FILE_INVALID`.
+   * file is deleted (a crash during creation, RocketMQ #6904); a shorter LAST file is extended
+   * with zeros (recovery then cuts where its data ends) and listed in `extendedFiles`; any other
+   * file of the wrong size, or a missing segment between two others, fails the load with
+   * `ERR_STORE_FILE_INVALID`.
    */
   load(): void {
     this.#io.mkdirSync(this.storePath);
@@ -95,7 +107,29 @@ export class MappedFileQueue {
           this.#io.fsyncDirectorySync(this.storePath);
           continue;
         }
-        if (stat.size !== this.mappedFileSize) {
+        if (
+          stat.size > 0 &&
+          stat.size < this.mappedFileSize &&
+          i === names.length - 1 &&
+          (files.length > 0 || this.#isCutShort(filePath, stat.size))
+        ) {
+          // Cut short behind the store's back (segments are pre-sized when created): extend it
+          // with zeros, so recovery finds where its data ends and cuts there, and say so. Only
+          // when that is certain: after full-size segments, or with data cut off by the end of
+          // the file. A lone file that ends cleanly may be a different mappedFileSize: refused.
+          this.#logger.warn(
+            { filePath, size: stat.size, mappedFileSize: this.mappedFileSize },
+            'the last segment is shorter than mappedFileSize; extending it with zeros for recovery',
+          );
+          const handle = this.#io.openSync(filePath, 'read-write');
+          try {
+            handle.truncateSync(this.mappedFileSize);
+            handle.datasyncSync();
+          } finally {
+            handle.closeSync();
+          }
+          this.extendedFiles.push({ fileName: filePath, sizeBytes: stat.size });
+        } else if (stat.size !== this.mappedFileSize) {
           throw new StoreError(
             'ERR_STORE_FILE_INVALID',
             `segment ${filePath} is ${stat.size} bytes but mappedFileSize is ${this.mappedFileSize}`,

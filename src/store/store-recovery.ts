@@ -1,0 +1,216 @@
+import type { StoreCheckpoint } from './checkpoint/store-checkpoint.js';
+import type { CommitLog, CommitLogRecoveryReport } from './commitlog/commit-log.js';
+import type { ConsumeQueue } from './consumequeue/consume-queue.js';
+import type { ConsumeQueueStore } from './consumequeue/consume-queue-store.js';
+import { StoreError } from './errors.js';
+import type { Logger } from './logger.js';
+import type { CheckedRecord } from './message/message-decoder.js';
+import { getTransactionValue, MessageSysFlag } from './message/message-sys-flag.js';
+
+/**
+ * RocketMQ's `DefaultMessageStore.recover` (store reference §4.11): brings the commit log and the
+ * consume queues back to one consistent state after a clean shutdown or a crash.
+ *
+ *   1. every consume queue: scan its last files, cut after its last valid unit (after a crash,
+ *      also zero what a torn write left behind a hole)
+ *   2. dispatchFrom = where the consume queues end (the end of their highest unit's message)
+ *   3. the commit log: scan from a segment chosen by the `abort` file and the checkpoint, CRC
+ *      checked, dispatching records into the consume queues; cut the log at the first bad
+ *      record and zero the bytes after it
+ *   4. every consume queue: drop the units pointing at or past the cut
+ *   5. a queue missing units that lie before where the scan began (its files were lost, deleted,
+ *      or never made durable) is rebuilt by a second scan from where it ends
+ *   6. the queues are committed and flushed; the next queue offset of every queue, and each
+ *      queue's minimum, come from the queues
+ *
+ * A unit is only ever written at its queue offset: a record whose queue offset lies past the
+ * queue's end is not shifted into place (RocketMQ #7355) but starts step 5 for that queue.
+ */
+
+export interface ConsumeQueueRecoveryReport {
+  /** Queues found on disk. */
+  readonly queuesLoaded: number;
+  /** Queues whose files could not be loaded and were deleted, to be rebuilt (`topic/queueId`). */
+  readonly queuesReset: readonly string[];
+  /** Queues in which bytes a crash left behind a hole were zeroed. */
+  readonly queuesZeroed: readonly string[];
+  /** Units dropped because they pointed at or past the end of the commit log. */
+  readonly unitsCut: number;
+  /** Units written by recovery (messages the queues did not hold yet). */
+  readonly unitsRebuilt: number;
+  /** Queues that needed the second scan, and where it started (null when none did). */
+  readonly rebuiltQueues: readonly string[];
+  readonly rebuildFromOffset: number | null;
+}
+
+export interface StoreRecoveryResult {
+  readonly commitLog: CommitLogRecoveryReport;
+  readonly consumeQueues: ConsumeQueueRecoveryReport;
+  /** Where dispatch continues: the end of the recovered log. */
+  readonly reputFromOffset: number;
+}
+
+function queueKey(topic: string, queueId: number): string {
+  return `${topic}/${queueId}`;
+}
+
+function totalUnits(consumeQueues: ConsumeQueueStore): number {
+  let units = 0;
+  for (const queue of consumeQueues.all()) units += queue.getWrittenOffsetInQueue();
+  return units;
+}
+
+/** The store time of the last record handed to the consume queues (for the checkpoint). */
+interface DispatchState {
+  lastStoreTimestamp: number;
+}
+
+export async function recoverStore(options: {
+  readonly lastExitOK: boolean;
+  readonly commitLog: CommitLog;
+  readonly consumeQueues: ConsumeQueueStore;
+  readonly checkpoint: StoreCheckpoint;
+  readonly logger: Logger;
+}): Promise<StoreRecoveryResult> {
+  const { lastExitOK, commitLog, consumeQueues, checkpoint, logger } = options;
+  const queuesReset = consumeQueues.load();
+  const queuesLoaded = consumeQueues.all().length;
+  const queuesZeroed = consumeQueues.recover(!lastExitOK);
+  const dispatchFrom = consumeQueues.getMaxPhysicOffset();
+  const unitsBefore = totalUnits(consumeQueues);
+  const state: DispatchState = { lastStoreTimestamp: 0 };
+  /** Queue -> where its units end (-1: it has none); records of these queues wait for step 5. */
+  const gaps = new Map<string, number>();
+  const dispatchOrNoteGap = (record: CheckedRecord, allowPreBlank: boolean): void => {
+    if (!dispatchesToConsumeQueue(record)) return;
+    const key = queueKey(record.topic, record.queueId);
+    if (gaps.has(key)) return;
+    const queue = consumeQueues.find(record.topic, record.queueId);
+    // A queue with no units whose first record here is not its first message: its earlier
+    // units are missing (unless the scan started at the log's beginning, where a queue may
+    // legitimately start past 0 because older segments were deleted: pre-blank units).
+    if (
+      (queue === null || queue.getWrittenOffsetInQueue() === 0) &&
+      record.queueOffset > 0 &&
+      !allowPreBlank
+    ) {
+      gaps.set(key, -1);
+      return;
+    }
+    const target = queue ?? consumeQueues.findOrCreate(record.topic, record.queueId);
+    const result = putUnit(target, record);
+    if (result === 'GAP') gaps.set(key, target.getMaxPhysicOffset());
+    else state.lastStoreTimestamp = Math.max(state.lastStoreTimestamp, record.storeTimestamp);
+  };
+
+  const minPhyOffset = Math.max(0, commitLog.getMinOffset());
+  let scanStartsAtLogStart = false;
+  const commitLogReport = commitLog.recover({
+    lastExitOK,
+    dispatchFrom,
+    onScanStart: (fromOffset) => {
+      scanStartsAtLogStart = fromOffset <= minPhyOffset;
+    },
+    onRecord: (record) => dispatchOrNoteGap(record, scanStartsAtLogStart),
+  });
+  const scanFromOffset = commitLogReport.scanFromOffset;
+  const processOffset = commitLogReport.maxPhyOffset;
+
+  let unitsCut = 0;
+  if (commitLog.mappedFileQueue.getMappedFiles().length === 0) {
+    // No commit log: nothing any queue points to can exist (RocketMQ destroys them too).
+    unitsCut = totalUnits(consumeQueues);
+    consumeQueues.destroy();
+  } else {
+    const before = totalUnits(consumeQueues);
+    consumeQueues.truncateDirtyLogicFiles(processOffset);
+    unitsCut = before - totalUnits(consumeQueues);
+  }
+
+  // Step 5: queues missing units from before the scan start.
+  let rebuildFromOffset: number | null = null;
+  const rebuiltQueues = [...gaps.keys()];
+  if (gaps.size > 0) {
+    let from = Math.min(...gaps.values());
+    if (from < 0) from = minPhyOffset;
+    rebuildFromOffset = from;
+    const gapped = new Set(gaps.keys());
+    gaps.clear();
+    logger.warn(
+      { queues: rebuiltQueues, fromOffset: from, scanFromOffset },
+      'consume queues lack units from before where recovery began; scanning the commit log again from where they end',
+    );
+    const rebuildFromLogStart = from <= minPhyOffset;
+    commitLog.rescanForDispatch(from, processOffset, (record) => {
+      if (!gapped.has(queueKey(record.topic, record.queueId))) return;
+      dispatchOrNoteGap(record, rebuildFromLogStart);
+    });
+    if (gaps.size > 0) {
+      // Still a hole after scanning from where the queue ends: the log itself lacks messages of
+      // that queue (a segment was removed by hand?). Refuse rather than serve a queue with a hole.
+      const [key] = gaps.keys();
+      throw new StoreError(
+        'ERR_STORE_FILE_INVALID',
+        `consume queue ${key} cannot be rebuilt: the commit log lacks some of its messages ` +
+          `(queue offsets jump between records at or after offset ${from})`,
+      );
+    }
+  }
+
+  await consumeQueues.commitAll();
+  await consumeQueues.flushEverything();
+  consumeQueues.correctMinOffset(Math.max(0, commitLog.getMinOffset()));
+  commitLog.resetTopicQueueTable(queueOffsets(consumeQueues.all()));
+  if (state.lastStoreTimestamp > checkpoint.logicsMsgTimestamp) {
+    checkpoint.logicsMsgTimestamp = state.lastStoreTimestamp;
+  }
+  const unitsRebuilt = Math.max(0, totalUnits(consumeQueues) - (unitsBefore - unitsCut));
+  const consumeQueueReport: ConsumeQueueRecoveryReport = {
+    queuesLoaded,
+    queuesReset,
+    queuesZeroed,
+    unitsCut,
+    unitsRebuilt,
+    rebuiltQueues,
+    rebuildFromOffset,
+  };
+  if (unitsCut > 0 || queuesReset.length > 0 || rebuiltQueues.length > 0) {
+    logger.warn({ ...consumeQueueReport }, 'recovery repaired consume queues');
+  }
+  // Invariant re-checked after recovery: no unit points past the end of the log.
+  for (const queue of consumeQueues.all()) {
+    if (queue.getMaxPhysicOffset() > processOffset) {
+      throw new StoreError(
+        'ERR_STORE_FILE_INVALID',
+        `after recovery, consume queue ${queueKey(queue.topic, queue.queueId)} still points past the end of the commit log`,
+      );
+    }
+  }
+  return { commitLog: commitLogReport, consumeQueues: consumeQueueReport, reputFromOffset: processOffset };
+}
+
+/** Transaction PREPARED and ROLLBACK records get no consume queue unit (RocketMQ's BuildConsumeQueue). */
+export function dispatchesToConsumeQueue(record: { readonly sysFlag: number }): boolean {
+  const tx = getTransactionValue(record.sysFlag);
+  return tx !== MessageSysFlag.TRANSACTION_PREPARED_TYPE && tx !== MessageSysFlag.TRANSACTION_ROLLBACK_TYPE;
+}
+
+function putUnit(queue: ConsumeQueue, record: CheckedRecord): 'PUT_OK' | 'ALREADY_BUILT' | 'GAP' {
+  const result = queue.putMessagePositionInfo(
+    record.physicalOffset,
+    record.size,
+    record.tagsCode,
+    record.queueOffset,
+  );
+  if (result === 'FAILED') {
+    throw new StoreError(
+      'ERR_CONSUME_QUEUE',
+      `recovery could not write the unit of ${queueKey(queue.topic, queue.queueId)} at queue offset ${record.queueOffset}`,
+    );
+  }
+  return result;
+}
+
+function* queueOffsets(queues: readonly ConsumeQueue[]): Generator<readonly [string, number, number]> {
+  for (const queue of queues) yield [queue.topic, queue.queueId, queue.getMaxOffsetInQueue()];
+}
