@@ -75,7 +75,15 @@ export async function getMessage(
   options: GetMessageOptions = {},
 ): Promise<GetMessageResult> {
   const queue = ctx.consumeQueues.find(topic, queueId);
-  if (queue === null) return emptyResult(GetMessageStatus.NO_MATCHED_LOGIC_QUEUE, 0, 0, 0);
+  if (queue === null) {
+    // Messages were put to it but none is dispatched yet (RocketMQ creates the consume queue on
+    // this lookup and answers NO_MESSAGE_IN_QUEUE); a queue never written is no logic queue.
+    const status =
+      ctx.commitLog.getQueueOffset(topic, queueId) > 0
+        ? GetMessageStatus.NO_MESSAGE_IN_QUEUE
+        : GetMessageStatus.NO_MATCHED_LOGIC_QUEUE;
+    return emptyResult(status, 0, 0, 0);
+  }
   const minOffset = queue.getMinOffsetInQueue();
   const maxOffset = queue.getMaxOffsetInQueue();
   if (maxOffset === 0) return emptyResult(GetMessageStatus.NO_MESSAGE_IN_QUEUE, 0, minOffset, maxOffset);

@@ -47,7 +47,6 @@ export async function openStore(
   return store;
 }
 
-/** The seed for randomised tests: TEST_SEED from the environment, else a fresh one (printed on failure by the caller). */
 /** Messages the store's consume queues hold (what recovery kept), over every queue. */
 export function storedMessageCount(store: MessageStore): number {
   let count = 0;
@@ -57,6 +56,7 @@ export function storedMessageCount(store: MessageStore): number {
   return count;
 }
 
+/** The seed for randomised tests: TEST_SEED from the environment, else a fresh one (printed on failure by the caller). */
 export function testSeed(): number {
   const fromEnv = process.env.TEST_SEED;
   return fromEnv === undefined ? Math.floor(Math.random() * 2 ** 31) : Number(fromEnv);
