@@ -9,18 +9,26 @@
  *   BENCH_SECONDS  seconds per measured run (default 1.5)
  *   BENCH_PAIRS    store/baseline pairs per row (default 9)
  *   BENCH_DIR      where the files go (default: the OS temp dir)
- *   BENCH_ONLY     comma list of sections: sync, async (default both)
+ *   BENCH_ONLY     comma list of sections: sync, async, read, recovery (default all)
+ *   BENCH_READ_MESSAGES   messages in the read section (default 200000)
+ *   BENCH_RECOVERY_BYTES  commit log size in the recovery section (default 1 GiB)
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { MessageStore, silentLogger } from 'rocketmq-ts/store';
 import { BareCopyPwrite, BareGroupCommit, bareCopyPwriteLoop } from './baselines.js';
+import { benchRead, benchRecovery } from './read-recovery.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 1.5);
 const PAIRS = Number(process.env.BENCH_PAIRS ?? 9);
 const BASE_DIR = process.env.BENCH_DIR ?? os.tmpdir();
-const ONLY = (process.env.BENCH_ONLY ?? 'sync,async').split(',');
+const ONLY = (process.env.BENCH_ONLY ?? 'sync,async,read,recovery').split(',');
+const READ_MESSAGES = Number(process.env.BENCH_READ_MESSAGES ?? 200_000);
+const RECOVERY_BYTES = Number(process.env.BENCH_RECOVERY_BYTES ?? 1024 * 1024 * 1024);
+/** The read and recovery sections take longer per run: fewer pairs. */
+const READ_PAIRS = Math.max(1, Math.min(PAIRS, 5));
+const RECOVERY_PAIRS = Math.max(1, Math.min(PAIRS, 3));
 const WARMUP_MS = 300;
 const SEGMENT_BYTES = 1024 * 1024 * 1024;
 /** The baselines' file: sparse, as large as a run could ever fill. */
@@ -367,4 +375,21 @@ if (ONLY.includes('async')) {
   console.log(
     'tight loop: encode + pwrite with no acknowledgement at all; the ceiling of this machine, not a baseline.',
   );
+}
+if (ONLY.includes('read')) {
+  const row = await benchRead(BASE_DIR, READ_MESSAGES, READ_PAIRS);
+  printTable(
+    `Read: one queue of 1 KiB messages from offset 0 to the end, ${32} per getMessage; bare = pread of the same bytes in the same batches + body CRC (${READ_PAIRS} pairs, medians)`,
+    ['messages', 'store msg/s', 'bare msg/s', 'ratio'],
+    [[fmt(row.messages), fmt(row.storeMsgsPerSec), fmt(row.bareMsgsPerSec), ratio(row.ratio)]],
+  );
+}
+if (ONLY.includes('recovery')) {
+  const row = await benchRecovery(BASE_DIR, RECOVERY_BYTES, RECOVERY_PAIRS);
+  printTable(
+    `Recovery of a ${(row.logBytes / 2 ** 30).toFixed(2)} GiB commit log (1 KiB messages): abnormal = abort file, no checkpoint, no consume queues (every record checked and dispatched again); bare = sequential read + body CRC of the same bytes (${RECOVERY_PAIRS} pairs, medians)`,
+    ['messages', 'abnormal ms', 'bare ms', 'ratio', 'normal (clean) ms'],
+    [[fmt(row.messages), fmt(row.abnormalMs), fmt(row.bareMs), ratio(row.ratio), fmt(row.normalMs)]],
+  );
+  console.log('target: abnormal recovery <= 1.5x the bare scan');
 }

@@ -145,7 +145,6 @@ export class MessageStore {
     });
     this.#reput = new ReputMessageService({
       commitLog: fields.commitLog,
-      consumeQueues: fields.consumeQueues,
       dispatcher,
       sync: fields.config.flushDiskType === FlushDiskType.SYNC_FLUSH,
       logger,

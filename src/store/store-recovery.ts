@@ -4,7 +4,7 @@ import type { ConsumeQueue } from './consumequeue/consume-queue.js';
 import type { ConsumeQueueStore } from './consumequeue/consume-queue-store.js';
 import { StoreError } from './errors.js';
 import type { Logger } from './logger.js';
-import type { CheckedRecord } from './message/message-decoder.js';
+import { type RecordHeader, tagsCodeOf } from './message/message-decoder.js';
 import { getTransactionValue, MessageSysFlag } from './message/message-sys-flag.js';
 
 /**
@@ -81,26 +81,35 @@ export async function recoverStore(options: {
   const state: DispatchState = { lastStoreTimestamp: 0 };
   /** Queue -> where its units end (-1: it has none); records of these queues wait for step 5. */
   const gaps = new Map<string, number>();
-  const dispatchOrNoteGap = (record: CheckedRecord, allowPreBlank: boolean): void => {
+  /** The queue the last record went to: records come in runs to one queue. */
+  let lastQueue: ConsumeQueue | null = null;
+  const dispatchOrNoteGap = (record: RecordHeader, window: Buffer, allowPreBlank: boolean): void => {
     if (!dispatchesToConsumeQueue(record)) return;
-    const key = queueKey(record.topic, record.queueId);
-    if (gaps.has(key)) return;
-    const queue = consumeQueues.find(record.topic, record.queueId);
-    // A queue with no units whose first record here is not its first message: its earlier
-    // units are missing (unless the scan started at the log's beginning, where a queue may
-    // legitimately start past 0 because older segments were deleted: pre-blank units).
-    if (
-      (queue === null || queue.getWrittenOffsetInQueue() === 0) &&
-      record.queueOffset > 0 &&
-      !allowPreBlank
-    ) {
-      gaps.set(key, -1);
-      return;
+    if (gaps.size > 0 && gaps.has(queueKey(record.topic, record.queueId))) return;
+    let queue = lastQueue;
+    if (queue === null || queue.queueId !== record.queueId || queue.topic !== record.topic) {
+      queue = consumeQueues.find(record.topic, record.queueId);
+      // A queue with no units whose first record here is not its first message: its earlier
+      // units are missing (unless the scan started at the log's beginning, where a queue may
+      // legitimately start past 0 because older segments were deleted: pre-blank units).
+      if (
+        (queue === null || queue.getWrittenOffsetInQueue() === 0) &&
+        record.queueOffset > 0 &&
+        !allowPreBlank
+      ) {
+        gaps.set(queueKey(record.topic, record.queueId), -1);
+        return;
+      }
+      queue ??= consumeQueues.findOrCreate(record.topic, record.queueId);
+      lastQueue = queue;
     }
-    const target = queue ?? consumeQueues.findOrCreate(record.topic, record.queueId);
-    const result = putUnit(target, record);
-    if (result === 'GAP') gaps.set(key, target.getMaxPhysicOffset());
-    else state.lastStoreTimestamp = Math.max(state.lastStoreTimestamp, record.storeTimestamp);
+    const result = putUnit(queue, record, window);
+    if (result === 'GAP') {
+      gaps.set(queueKey(record.topic, record.queueId), queue.getMaxPhysicOffset());
+      lastQueue = null;
+    } else if (record.storeTimestamp > state.lastStoreTimestamp) {
+      state.lastStoreTimestamp = record.storeTimestamp;
+    }
   };
 
   const minPhyOffset = Math.max(0, commitLog.getMinOffset());
@@ -111,7 +120,7 @@ export async function recoverStore(options: {
     onScanStart: (fromOffset) => {
       scanStartsAtLogStart = fromOffset <= minPhyOffset;
     },
-    onRecord: (record) => dispatchOrNoteGap(record, scanStartsAtLogStart),
+    onRecord: (record, window) => dispatchOrNoteGap(record, window, scanStartsAtLogStart),
   });
   const scanFromOffset = commitLogReport.scanFromOffset;
   const processOffset = commitLogReport.maxPhyOffset;
@@ -136,14 +145,15 @@ export async function recoverStore(options: {
     rebuildFromOffset = from;
     const gapped = new Set(gaps.keys());
     gaps.clear();
+    lastQueue = null;
     logger.warn(
       { queues: rebuiltQueues, fromOffset: from, scanFromOffset },
       'consume queues lack units from before where recovery began; scanning the commit log again from where they end',
     );
     const rebuildFromLogStart = from <= minPhyOffset;
-    commitLog.rescanForDispatch(from, processOffset, (record) => {
+    commitLog.rescanForDispatch(from, processOffset, (record, window) => {
       if (!gapped.has(queueKey(record.topic, record.queueId))) return;
-      dispatchOrNoteGap(record, rebuildFromLogStart);
+      dispatchOrNoteGap(record, window, rebuildFromLogStart);
     });
     if (gaps.size > 0) {
       // Still a hole after scanning from where the queue ends: the log itself lacks messages of
@@ -195,11 +205,15 @@ export function dispatchesToConsumeQueue(record: { readonly sysFlag: number }): 
   return tx !== MessageSysFlag.TRANSACTION_PREPARED_TYPE && tx !== MessageSysFlag.TRANSACTION_ROLLBACK_TYPE;
 }
 
-function putUnit(queue: ConsumeQueue, record: CheckedRecord): 'PUT_OK' | 'ALREADY_BUILT' | 'GAP' {
+function putUnit(
+  queue: ConsumeQueue,
+  record: RecordHeader,
+  window: Buffer,
+): 'PUT_OK' | 'ALREADY_BUILT' | 'GAP' {
   const result = queue.putMessagePositionInfo(
     record.physicalOffset,
     record.size,
-    record.tagsCode,
+    tagsCodeOf(window, record),
     record.queueOffset,
   );
   if (result === 'FAILED') {

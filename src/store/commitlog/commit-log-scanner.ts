@@ -1,5 +1,5 @@
 import type { MappedFile } from '../mapped-file/mapped-file.js';
-import { type CheckResult, checkMessageAndReturnSize } from '../message/message-decoder.js';
+import { checkMessageAndReturnSize, checkRecordHeader, RecordHeader } from '../message/message-decoder.js';
 import {
   END_FILE_MIN_BLANK_LENGTH_BYTES,
   MESSAGE_MAGIC_CODE_V1,
@@ -23,15 +23,6 @@ export interface ScanOptions {
   readonly windowSizeBytes: number;
 }
 
-export interface ScannedRecord {
-  /** Position of the record in its segment. */
-  readonly position: number;
-  /** The record as checked; `buffer` holds its bytes from `bufferOffset` while the callback runs. */
-  readonly result: CheckResult;
-  readonly buffer: Buffer;
-  readonly bufferOffset: number;
-}
-
 export interface ScanEnd {
   /**
    * Where the scan stopped: at the BLANK or invalid record, just after the last record handed to
@@ -45,17 +36,24 @@ export interface ScanEnd {
 
 /**
  * Calls `onRecord` for each record of `file` from `startPosition` up to `limit` (its readable end
- * by default), and stops at the first BLANK or invalid record (after handing it to `onRecord`
- * too), or when `onRecord` returns false.
+ * by default), and stops at the first BLANK or invalid record, or when `onRecord` returns false.
+ * `onRecord` gets one reused header (valid only during the call) and the window holding the
+ * record's bytes.
  */
 export function scanSegment(
   file: MappedFile,
   startPosition: number,
   options: ScanOptions,
-  onRecord: (record: ScannedRecord) => boolean,
+  onRecord: (header: RecordHeader, window: Buffer) => boolean,
   limit: number = file.getReadPosition(),
 ): ScanEnd {
   const windowSize = Math.max(options.windowSizeBytes, 64 * 1024);
+  const header = new RecordHeader();
+  const checkOptions = {
+    checkCRC: options.checkCRC,
+    forceVerifyPropCRC: options.forceVerifyPropCRC,
+    expectedPhysicalOffset: 0,
+  };
   let position = startPosition;
   while (position < limit) {
     // Fewer bytes than a BLANK left at the end of the segment: no record can start there.
@@ -88,31 +86,18 @@ export function scanSegment(
         const size = window.readInt32BE(offset);
         if (size > left && position + offset + size <= limit) break;
       }
-      const result = checkMessageAndReturnSize(window, offset, length, {
-        checkCRC: options.checkCRC,
-        forceVerifyPropCRC: options.forceVerifyPropCRC,
-        expectedPhysicalOffset: file.fileFromOffset + position + offset,
-      });
-      if (result.kind === 'blank' && position + offset + result.size !== file.fileSize) {
-        const reason = `BLANK record of ${result.size} bytes does not end at the end of the segment`;
-        onRecord({
-          position: position + offset,
-          result: { kind: 'invalid', size: -1, reason },
-          buffer: window,
-          bufferOffset: offset,
-        });
-        return { position: position + offset, stop: 'invalid', reason };
+      checkOptions.expectedPhysicalOffset = file.fileFromOffset + position + offset;
+      const kind = checkRecordHeader(window, offset, length, checkOptions, header);
+      if (kind === 'blank') {
+        if (position + offset + header.size !== file.fileSize) {
+          const reason = `BLANK record of ${header.size} bytes does not end at the end of the segment`;
+          return { position: position + offset, stop: 'invalid', reason };
+        }
+        return { position: position + offset, stop: 'blank', reason: null };
       }
-      const keepGoing = onRecord({
-        position: position + offset,
-        result,
-        buffer: window,
-        bufferOffset: offset,
-      });
-      if (result.kind === 'blank') return { position: position + offset, stop: 'blank', reason: null };
-      if (result.kind === 'invalid')
-        return { position: position + offset, stop: 'invalid', reason: result.reason };
-      offset += result.size;
+      if (kind === 'invalid') return { position: position + offset, stop: 'invalid', reason: header.reason };
+      const keepGoing = onRecord(header, window);
+      offset += header.size;
       if (!keepGoing) return { position: position + offset, stop: 'callback', reason: null };
     }
     position += offset;

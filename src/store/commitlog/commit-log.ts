@@ -17,14 +17,15 @@ import { parseHost } from '../message/host.js';
 import { readInt64BE } from '../message/int64.js';
 import type { Message, MessageBatch, MessageExt } from '../message/message.js';
 import {
-  type CheckedRecord,
   checkMessageAndReturnSize,
   decodeMessage,
   MESSAGE_MIN_LENGTH_BYTES,
+  type RecordHeader,
 } from '../message/message-decoder.js';
 import {
   type EncodedBatch,
   type EncodedMessage,
+  type EncodedRecord,
   type EncoderConfig,
   encodeBatch,
   encodeMessage,
@@ -55,6 +56,7 @@ import {
   scanSegment,
 } from './commit-log-scanner.js';
 import { CommitRealTimeService } from './commit-real-time-service.js';
+import { DispatchRing } from './dispatch-ring.js';
 import type { FlushContext } from './flush-context.js';
 import { FlushDiskWatcher } from './flush-disk-watcher.js';
 import { FlushRealTimeService } from './flush-real-time-service.js';
@@ -115,8 +117,11 @@ export interface CommitLogRecoverOptions {
   readonly dispatchFrom: number;
   /** Told where the scan starts, before the first record. */
   readonly onScanStart?: (fromOffset: number) => void;
-  /** Gets each valid record to dispatch, in log order. */
-  readonly onRecord: (record: CheckedRecord) => void;
+  /**
+   * Gets each valid record to dispatch, in log order: a reused header, valid during the call, and
+   * the buffer holding the record (for `tagsCodeOf`).
+   */
+  readonly onRecord: (header: RecordHeader, window: Buffer) => void;
 }
 
 export interface CommitLogRecoveryReport {
@@ -163,6 +168,8 @@ export const COMMIT_PIPELINE_WRITE_SIZE_MAX_BYTES = 1024 * 1024;
 
 export class CommitLog {
   readonly mappedFileQueue: MappedFileQueue;
+  /** What the put section appended, for dispatch (see DispatchRing). */
+  readonly dispatchRing = new DispatchRing();
   readonly #config: MessageStoreConfig;
   readonly #logger: Logger;
   readonly #checkpoint: StoreCheckpoint;
@@ -317,11 +324,10 @@ export class CommitLog {
         file,
         0,
         scanOptions,
-        ({ result }) => {
-          if (result.kind !== 'record') return false;
+        (header, window) => {
           messagesScanned++;
-          lastStoreTimestamp = Math.max(lastStoreTimestamp, result.storeTimestamp);
-          if (dispatchAll || result.physicalOffset >= dispatchFrom) onRecord(result);
+          if (header.storeTimestamp > lastStoreTimestamp) lastStoreTimestamp = header.storeTimestamp;
+          if (dispatchAll || header.physicalOffset >= dispatchFrom) onRecord(header, window);
           return true;
         },
         fileSize,
@@ -351,6 +357,7 @@ export class CommitLog {
     // A crashed process may have left segments written but never synced: sync every one now,
     // before `flushedWhere` claims they are durable (cheap for files with nothing dirty).
     for (const file of mfq.getMappedFiles()) file.datasyncForRecovery();
+    this.dispatchRing.reset(processOffset);
     return {
       maxPhyOffset: processOffset,
       scanFromOffset: startFile.fileFromOffset,
@@ -368,7 +375,11 @@ export class CommitLog {
    * before where the recovery scan began). A record that fails its checks there is damage in
    * data recovery did not cut: the open is refused.
    */
-  rescanForDispatch(fromOffset: number, toOffset: number, onRecord: (record: CheckedRecord) => void): number {
+  rescanForDispatch(
+    fromOffset: number,
+    toOffset: number,
+    onRecord: (header: RecordHeader, window: Buffer) => void,
+  ): number {
     const mfq = this.mappedFileQueue;
     const scanOptions = {
       checkCRC: this.#config.checkCRCOnRecover,
@@ -384,10 +395,9 @@ export class CommitLog {
         file,
         0,
         scanOptions,
-        ({ result }) => {
-          if (result.kind !== 'record') return false;
+        (header, window) => {
           scanned++;
-          onRecord(result);
+          onRecord(header, window);
           return true;
         },
         limit,
@@ -612,9 +622,47 @@ export class CommitLog {
     }
     this.#lastStoreTimestamp = storeTimestamp;
     if (consumes) this.#topicQueueTable.set(encoded.topic, encoded.queueId, queueOffset + result.msgNum);
+    this.#noteForDispatch(encoded, result.wroteOffset, queueOffset, storeTimestamp);
     if (!pendingBefore) this.#pendingSince = now;
     // Only PUT_OK results reach the caller, so the view's status type holds.
     return this.#handleDiskFlush(result as unknown as AppendResultView, encoded.waitStoreMsgOK);
+  }
+
+  #noteForDispatch(
+    encoded: EncodedMessage | EncodedBatch,
+    wroteOffset: number,
+    queueOffset: number,
+    storeTimestamp: number,
+  ): void {
+    const ring = this.dispatchRing;
+    if (encoded.kind === 'single') {
+      ring.push(
+        wroteOffset,
+        encoded.msgLength,
+        encoded.topic,
+        encoded.queueId,
+        queueOffset,
+        encoded.tagsCode,
+        storeTimestamp,
+        encoded.sysFlag,
+      );
+      return;
+    }
+    let offset = wroteOffset;
+    for (let i = 0; i < encoded.records.length; i++) {
+      const record = encoded.records[i] as EncodedRecord;
+      ring.push(
+        offset,
+        record.msgLength,
+        encoded.topic,
+        encoded.queueId,
+        queueOffset + i,
+        record.tagsCode,
+        storeTimestamp,
+        record.sysFlag,
+      );
+      offset += record.msgLength;
+    }
   }
 
   #checkWriteable(now: number): PutMessageResult | null {

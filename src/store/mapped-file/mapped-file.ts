@@ -276,7 +276,12 @@ export class MappedFile extends ReferenceResource implements AppendTarget {
     data.copy(region.buffer, region.offset);
     this.#wrotePosition += data.length;
     if (storeTimestamp > 0) this.#storeTimestamp = storeTimestamp;
-    this.#appendEnds.push(this.#wrotePosition, this.#storeTimestamp);
+    // Raw appends (consume queue units, committed whole) need no boundary per append: one entry
+    // per run of the same store time keeps a rebuild of a million units from growing the list.
+    const ends = this.#appendEnds;
+    if (ends.size > 0 && ends.secondAt(ends.size - 1) === this.#storeTimestamp)
+      ends.setLastFirst(this.#wrotePosition);
+    else ends.push(this.#wrotePosition, this.#storeTimestamp);
     this.#checkPositions();
     return true;
   }

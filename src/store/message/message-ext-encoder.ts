@@ -2,6 +2,7 @@ import zlib from 'node:zlib';
 import type { MessageStoreConfig } from '../config/message-store-config.js';
 import { PutMessageStatus } from '../status.js';
 import { type HostAddress, parseHost } from './host.js';
+import { tagsString2tagsCode } from './java-hash.js';
 import type { BatchMessageItem, Message, MessageBatch } from './message.js';
 import {
   BLANK_MAGIC_CODE,
@@ -56,6 +57,8 @@ export interface EncodedRecord {
   readonly propCrcNeedsSeparator: boolean;
   readonly propCrc: boolean;
   readonly msgLength: number;
+  /** The consume queue's tags code: Java hashCode of the TAGS property, 0 without one. */
+  readonly tagsCode: number;
 }
 
 /** A single message ready for the put section: its record, plus what the put needs to know. */
@@ -161,6 +164,12 @@ function isBody(value: unknown): value is Uint8Array {
   return value instanceof Uint8Array;
 }
 
+/**
+ * The TAGS value the last `buildProperties` call wrote (undefined for none): read right after it,
+ * in the same synchronous encode, to give the record its tags code without parsing it back.
+ */
+let builtTags: string | undefined;
+
 /** Builds the properties string: user properties first, then TAGS and KEYS from their fields. */
 function buildProperties(
   userProperties: MessageProperties | undefined,
@@ -168,6 +177,7 @@ function buildProperties(
   keysValue: unknown,
   extra: readonly (readonly [string, string])[],
 ): string | EncodeRejection {
+  builtTags = undefined;
   if (userProperties === undefined && tags === undefined && keysValue === undefined && extra.length === 0) {
     return '';
   }
@@ -198,6 +208,7 @@ function buildProperties(
     const problem = checkProperty(name, value);
     if (problem !== null) return reject(PutMessageStatus.MESSAGE_ILLEGAL, problem);
   }
+  builtTags = pairs.get(MessageConst.PROPERTY_TAGS);
   return messageProperties2String(pairs);
 }
 
@@ -302,6 +313,7 @@ class EncodedRecordObject implements EncodedMessage {
   readonly msgLength: number;
   readonly waitStoreMsgOK: boolean;
   readonly consumesQueueOffset: boolean;
+  readonly tagsCode: number;
 
   constructor(
     topic: string,
@@ -315,8 +327,10 @@ class EncodedRecordObject implements EncodedMessage {
     propCrc: boolean,
     msgLength: number,
     waitStoreMsgOK: boolean,
+    tagsCode: number,
   ) {
     this.topic = topic;
+    this.tagsCode = tagsCode;
     this.topicBytes = common.topic.bytes;
     this.version = common.topic.version;
     this.queueId = common.queueId;
@@ -353,6 +367,7 @@ function buildRecord(
   reconsumeTimes: number,
   preparedTransactionOffset: number,
   properties: string,
+  tags: string | undefined,
   waitStoreMsgOK: boolean,
   config: EncoderConfig,
 ): EncodedRecordObject | EncodeRejection {
@@ -409,6 +424,7 @@ function buildRecord(
     config.enabledAppendPropCRC,
     msgLength,
     waitStoreMsgOK,
+    tagsString2tagsCode(tags),
   );
 }
 
@@ -475,6 +491,7 @@ export function encodeMessage(
     reconsumeTimes,
     preparedTransactionOffset,
     properties,
+    builtTags,
     waitStoreMsgOK,
     config,
   );
@@ -500,7 +517,12 @@ export function encodeBatch(
     return reject(PutMessageStatus.MESSAGE_ILLEGAL, 'a batch needs at least one message');
   }
   // First everything that reads user objects, then `common`, then the records (see encodeMessage).
-  const items: { readonly body: Uint8Array; readonly flag: number; readonly properties: string }[] = [];
+  const items: {
+    readonly body: Uint8Array;
+    readonly flag: number;
+    readonly properties: string;
+    readonly tags: string | undefined;
+  }[] = [];
   let totalBody = 0;
   for (let i = 0; i < messages.length; i++) {
     const item: BatchMessageItem | undefined = messages[i];
@@ -527,7 +549,7 @@ export function encodeBatch(
     const properties = buildProperties(userProperties, item.tags, item.keys, NO_EXTRA_PROPERTIES);
     if (typeof properties !== 'string')
       return reject(properties.status, `batch message ${i}: ${properties.reason}`);
-    items.push({ body, flag, properties });
+    items.push({ body, flag, properties, tags: builtTags });
     totalBody += body.length;
   }
   // RocketMQ limits the batch body (all elements) by maxMessageSize.
@@ -542,7 +564,18 @@ export function encodeBatch(
   const records: EncodedRecord[] = [];
   let totalLength = 0;
   for (const [i, item] of items.entries()) {
-    const record = buildRecord(topic, item.flag, item.body, 0, 0, 0, item.properties, waitStoreMsgOK, config);
+    const record = buildRecord(
+      topic,
+      item.flag,
+      item.body,
+      0,
+      0,
+      0,
+      item.properties,
+      item.tags,
+      waitStoreMsgOK,
+      config,
+    );
     if (!(record instanceof EncodedRecordObject))
       return reject(record.status, `batch message ${i}: ${record.reason}`);
     records.push(record);

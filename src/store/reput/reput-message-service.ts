@@ -1,10 +1,11 @@
 import type { StoreCheckpoint } from '../checkpoint/store-checkpoint.js';
 import type { CommitLog } from '../commitlog/commit-log.js';
 import { ServiceThread } from '../commitlog/service-thread.js';
+import type { ConsumeQueue } from '../consumequeue/consume-queue.js';
 import type { ConsumeQueueStore } from '../consumequeue/consume-queue-store.js';
 import { StoreError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { type CheckedRecord, checkMessageAndReturnSize } from '../message/message-decoder.js';
+import { checkMessageAndReturnSize } from '../message/message-decoder.js';
 import { getTransactionValue, MessageSysFlag } from '../message/message-sys-flag.js';
 
 /**
@@ -20,35 +21,13 @@ import { getTransactionValue, MessageSysFlag } from '../message/message-sys-flag
  *   the arrival listener, which wakes waiting readers.
  */
 
-export interface DispatchRequest {
-  readonly topic: string;
-  readonly queueId: number;
-  readonly commitLogOffset: number;
-  readonly msgSize: number;
-  readonly tagsCode: number;
-  readonly storeTimestamp: number;
-  readonly consumeQueueOffset: number;
-  readonly sysFlag: number;
-}
-
-export function dispatchRequestOf(record: CheckedRecord): DispatchRequest {
-  return {
-    topic: record.topic,
-    queueId: record.queueId,
-    commitLogOffset: record.physicalOffset,
-    msgSize: record.size,
-    tagsCode: record.tagsCode,
-    storeTimestamp: record.storeTimestamp,
-    consumeQueueOffset: record.queueOffset,
-    sysFlag: record.sysFlag,
-  };
-}
-
 export class CommitLogDispatcher {
   readonly #consumeQueues: ConsumeQueueStore;
   readonly #checkpoint: StoreCheckpoint;
   readonly #onConsumeQueueError: (error: StoreError) => void;
   #failed: StoreError | null = null;
+  /** The last queue a unit went to: records come in runs to one queue. */
+  #lastQueue: ConsumeQueue | null = null;
 
   constructor(
     consumeQueues: ConsumeQueueStore,
@@ -65,34 +44,46 @@ export class CommitLogDispatcher {
     return this.#failed;
   }
 
-  /** Returns the queue that took a unit (to commit and announce), or null. */
-  dispatch(request: DispatchRequest): { topic: string; queueId: number } | null {
-    const tx = getTransactionValue(request.sysFlag);
+  /**
+   * One record becomes one unit (RocketMQ's BuildConsumeQueue). Returns the queue that took it
+   * (to commit and announce), or null: no unit (a transaction half or rollback record), or a
+   * refusal, which stops dispatch for good and is reported.
+   */
+  dispatch(
+    topic: string,
+    queueId: number,
+    commitLogOffset: number,
+    msgSize: number,
+    tagsCode: number,
+    storeTimestamp: number,
+    consumeQueueOffset: number,
+    sysFlag: number,
+  ): ConsumeQueue | null {
+    const tx = getTransactionValue(sysFlag);
     if (tx === MessageSysFlag.TRANSACTION_PREPARED_TYPE || tx === MessageSysFlag.TRANSACTION_ROLLBACK_TYPE) {
       return null;
     }
-    const queue = this.#consumeQueues.findOrCreate(request.topic, request.queueId);
-    const result = queue.putMessagePositionInfo(
-      request.commitLogOffset,
-      request.msgSize,
-      request.tagsCode,
-      request.consumeQueueOffset,
-    );
+    let queue = this.#lastQueue;
+    if (queue === null || queue.queueId !== queueId || queue.topic !== topic) {
+      queue = this.#consumeQueues.findOrCreate(topic, queueId);
+      this.#lastQueue = queue;
+    }
+    const result = queue.putMessagePositionInfo(commitLogOffset, msgSize, tagsCode, consumeQueueOffset);
     if (result === 'GAP' || result === 'FAILED') {
       const error = new StoreError(
         'ERR_CONSUME_QUEUE',
         result === 'GAP'
-          ? `consume queue ${request.topic}/${request.queueId} holds ${queue.getWrittenOffsetInQueue()} units; ` +
-              `the message at commit log offset ${request.commitLogOffset} has queue offset ${request.consumeQueueOffset}, ` +
+          ? `consume queue ${topic}/${queueId} holds ${queue.getWrittenOffsetInQueue()} units; ` +
+              `the message at commit log offset ${commitLogOffset} has queue offset ${consumeQueueOffset}, ` +
               'which would leave a hole: dispatch stopped'
-          : `consume queue ${request.topic}/${request.queueId} could not take the unit of queue offset ${request.consumeQueueOffset}`,
+          : `consume queue ${topic}/${queueId} could not take the unit of queue offset ${consumeQueueOffset}`,
       );
       this.#failed ??= error;
       this.#onConsumeQueueError(error);
       return null;
     }
-    this.#checkpoint.logicsMsgTimestamp = request.storeTimestamp;
-    return { topic: request.topic, queueId: request.queueId };
+    this.#checkpoint.logicsMsgTimestamp = storeTimestamp;
+    return queue;
   }
 }
 
@@ -108,7 +99,6 @@ const SHUTDOWN_CATCH_UP_PASSES = 50;
 
 export interface ReputMessageServiceOptions {
   readonly commitLog: CommitLog;
-  readonly consumeQueues: ConsumeQueueStore;
   readonly dispatcher: CommitLogDispatcher;
   /** SYNC_FLUSH: dispatch only flushed bytes. */
   readonly sync: boolean;
@@ -119,15 +109,15 @@ export interface ReputMessageServiceOptions {
 export class ReputMessageService extends ServiceThread {
   reputFromOffset = 0;
   readonly #commitLog: CommitLog;
-  readonly #consumeQueues: ConsumeQueueStore;
   readonly #dispatcher: CommitLogDispatcher;
   readonly #sync: boolean;
   readonly #onMessageArriving: MessageArrivingListener;
+  /** Queues that took units in the current pass. */
+  readonly #touched = new Set<ConsumeQueue>();
 
   constructor(options: ReputMessageServiceOptions) {
     super(options.logger);
     this.#commitLog = options.commitLog;
-    this.#consumeQueues = options.consumeQueues;
     this.#dispatcher = options.dispatcher;
     this.#sync = options.sync;
     this.#onMessageArriving = options.onMessageArriving;
@@ -170,31 +160,65 @@ export class ReputMessageService extends ServiceThread {
   /** One pass up to the current end offset. Returns true when it dispatched anything. */
   async doReput(): Promise<boolean> {
     const mfq = this.#commitLog.mappedFileQueue;
+    const ring = this.#commitLog.dispatchRing;
     const minOffset = mfq.getMinOffset();
     if (minOffset > this.reputFromOffset) this.reputFromOffset = minOffset;
-    const touched = new Map<string, { topic: string; queueId: number }>();
+    const touched = this.#touched;
     const end = this.getReputEndOffset();
     while (this.reputFromOffset < end && this.#dispatcher.failed === null) {
-      const step = await this.#dispatchStep(end, touched);
-      if (!step) break;
+      ring.dropBefore(this.reputFromOffset);
+      const first = ring.firstOffset();
+      // The ring's first entry follows what was dispatched (directly, or after a BLANK).
+      if (first >= 0 && (first === this.reputFromOffset || ring.previousEnd === this.reputFromOffset)) {
+        if (!this.#dispatchFromRing(end, touched)) break;
+        continue;
+      }
+      // Records the ring no longer holds (after a restart, or dropped): read them from the log,
+      // up to where the ring takes over.
+      const limit = first > this.reputFromOffset ? Math.min(end, first) : end;
+      if (!(await this.#dispatchStep(limit, touched))) break;
     }
     if (touched.size === 0) return false;
-    await this.#consumeQueues.commitAll();
-    for (const { topic, queueId } of touched.values()) {
-      const queue = this.#consumeQueues.find(topic, queueId);
-      if (queue !== null) this.#onMessageArriving(topic, queueId, queue.getMaxOffsetInQueue());
-    }
+    const queues = [...touched];
+    touched.clear();
+    await Promise.all(queues.map((queue) => queue.commit()));
+    for (const queue of queues)
+      this.#onMessageArriving(queue.topic, queue.queueId, queue.getMaxOffsetInQueue());
     return true;
+  }
+
+  /** Dispatches ring entries that are visible (end at or before `end`); false when none was. */
+  #dispatchFromRing(end: number, touched: Set<ConsumeQueue>): boolean {
+    const ring = this.#commitLog.dispatchRing;
+    const dispatcher = this.#dispatcher;
+    let dispatched = false;
+    while (ring.length > 0 && dispatcher.failed === null) {
+      const offset = ring.firstOffset();
+      const size = ring.size;
+      if (offset + size > end) break;
+      const queue = dispatcher.dispatch(
+        ring.topic,
+        ring.queueId,
+        offset,
+        size,
+        ring.tagsCode,
+        ring.storeTimestamp,
+        ring.queueOffset,
+        ring.sysFlag,
+      );
+      if (queue !== null) touched.add(queue);
+      ring.shift();
+      this.reputFromOffset = offset + size;
+      dispatched = true;
+    }
+    return dispatched;
   }
 
   /**
    * Reads one window from `reputFromOffset` and dispatches the whole records in it. Returns false
    * when nothing more can be done this pass.
    */
-  async #dispatchStep(
-    end: number,
-    touched: Map<string, { topic: string; queueId: number }>,
-  ): Promise<boolean> {
+  async #dispatchStep(end: number, touched: Set<ConsumeQueue>): Promise<boolean> {
     const mfq = this.#commitLog.mappedFileQueue;
     const file = mfq.findMappedFileByOffset(this.reputFromOffset);
     if (file === null) return false;
@@ -218,8 +242,17 @@ export class ReputMessageService extends ServiceThread {
         expectedPhysicalOffset: file.fileFromOffset + position + offset,
       });
       if (result.kind === 'record') {
-        const queue = this.#dispatcher.dispatch(dispatchRequestOf(result));
-        if (queue !== null) touched.set(`${queue.topic}\u0000${queue.queueId}`, queue);
+        const queue = this.#dispatcher.dispatch(
+          result.topic,
+          result.queueId,
+          result.physicalOffset,
+          result.size,
+          result.tagsCode,
+          result.storeTimestamp,
+          result.queueOffset,
+          result.sysFlag,
+        );
+        if (queue !== null) touched.add(queue);
         offset += result.size;
         continue;
       }

@@ -101,6 +101,11 @@ export class NumberPairQueue {
     return this.#second[(this.#head + i) & (this.#first.length - 1)] as number;
   }
 
+  /** Replaces the first value of the newest entry (`size` must be above 0). */
+  setLastFirst(first: number): void {
+    this.#first[(this.#head + this.#size - 1) & (this.#first.length - 1)] = first;
+  }
+
   /** Drops the `count` oldest entries. */
   drop(count: number): void {
     const n = Math.min(count, this.#size);
