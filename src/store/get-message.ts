@@ -91,14 +91,10 @@ export async function getMessage(
     return emptyResult(GetMessageStatus.OFFSET_TOO_SMALL, minOffset, minOffset, maxOffset);
   if (offset === maxOffset)
     return emptyResult(GetMessageStatus.OFFSET_OVERFLOW_ONE, offset, minOffset, maxOffset);
-  if (offset > maxOffset) {
-    return emptyResult(
-      GetMessageStatus.OFFSET_OVERFLOW_BADLY,
-      minOffset === 0 ? minOffset : maxOffset,
-      minOffset,
-      maxOffset,
-    );
-  }
+  // RocketMQ 5 points past-the-end readers at the end (4.x sent them back to 0 when the minimum
+  // was 0, making them read the whole queue again: apache/rocketmq#4215).
+  if (offset > maxOffset)
+    return emptyResult(GetMessageStatus.OFFSET_OVERFLOW_BADLY, maxOffset, minOffset, maxOffset);
   return readMessages(ctx, queue, offset, maxMsgNums, minOffset, maxOffset, tagFilter(options.tags));
 }
 

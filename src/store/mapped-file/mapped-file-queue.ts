@@ -233,10 +233,18 @@ export class MappedFileQueue {
     return returnFirstOnNotFound ? first : null;
   }
 
-  /** End of the readable (committed) bytes of the log; 0 when empty. */
+  /**
+   * End of the readable (committed) bytes of the log; 0 when empty. Appends can roll into a new
+   * file before the previous one is committed to its end, so the end is in the first file not
+   * fully committed, found walking back from the last (usually the last itself).
+   */
   getMaxOffset(): number {
-    const last = this.#mappedFiles.at(-1);
-    return last === undefined ? 0 : last.fileFromOffset + last.getReadPosition();
+    const files = this.#mappedFiles;
+    let index = files.length - 1;
+    if (index < 0) return 0;
+    while (index > 0 && (files[index - 1] as MappedFile).getReadPosition() < this.mappedFileSize) index--;
+    const file = files[index] as MappedFile;
+    return file.fileFromOffset + file.getReadPosition();
   }
 
   /** End of everything appended, committed or not; 0 when empty. */
