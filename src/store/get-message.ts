@@ -175,7 +175,14 @@ async function readMessages(
               forceVerifyPropCRC: config.forceVerifyPropCRC,
               expectedPhysicalOffset: candidate.unit.commitLogOffset,
             });
-      if (message === null || message.queueOffset !== candidate.queueOffset) {
+      // The unit must lead to this queue's message at this offset: a damaged unit or record that
+      // points anywhere else is skipped, never served.
+      if (
+        message === null ||
+        message.queueOffset !== candidate.queueOffset ||
+        message.queueId !== queue.queueId ||
+        message.topic !== queue.topic
+      ) {
         skippedDamaged++;
         ctx.logger.error(
           {

@@ -520,6 +520,13 @@ export class MessageStore {
         this.#onConsumeQueueFlushError(
           new StoreError('ERR_SHUTDOWN_TIMEOUT', 'the final consume queue flush did not finish in time'),
         );
+      } else if (this.#runningFlags.isCQWriteable()) {
+        // Every queue's end, for the next recovery to check the queues against.
+        try {
+          this.#consumeQueues.writeTable();
+        } catch (err) {
+          this.#logger.warn({ err }, 'the topic queue table could not be written');
+        }
       }
       this.#consumeQueues.shutdown();
       for (const waiters of this.#arrivalWaiters.values())

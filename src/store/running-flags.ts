@@ -40,6 +40,13 @@ export class RunningFlags {
     return (this.#flagBits & NOT_WRITEABLE_MASK) === 0;
   }
 
+  /** RocketMQ's `isCQWriteable`: no error stopped consume queue writes (a full disk does not count). */
+  isCQWriteable(): boolean {
+    return (
+      (this.#flagBits & (RunningFlagBits.NOT_WRITEABLE | RunningFlagBits.WRITE_LOGICS_QUEUE_ERROR)) === 0
+    );
+  }
+
   isReadable(): boolean {
     return (this.#flagBits & RunningFlagBits.NOT_READABLE) === 0;
   }

@@ -4,7 +4,7 @@ import type { ConsumeQueue } from './consumequeue/consume-queue.js';
 import type { ConsumeQueueStore } from './consumequeue/consume-queue-store.js';
 import { StoreError } from './errors.js';
 import type { Logger } from './logger.js';
-import { type RecordHeader, tagsCodeOf } from './message/message-decoder.js';
+import { RecordHeader, tagsCodeOf } from './message/message-decoder.js';
 import { getTransactionValue, MessageSysFlag } from './message/message-sys-flag.js';
 
 /**
@@ -34,7 +34,12 @@ export interface ConsumeQueueRecoveryReport {
   readonly queuesReset: readonly string[];
   /** Queues in which bytes a crash left behind a hole were zeroed. */
   readonly queuesZeroed: readonly string[];
-  /** Units dropped because they pointed at or past the end of the commit log. */
+  /**
+   * Queues whose last units did not match the records they point to (torn or damaged units, or
+   * records gone): those units were dropped, and written again where the log holds the messages.
+   */
+  readonly queuesTailRepaired: readonly string[];
+  /** Units dropped: those, and units pointing at or past the end of the commit log. */
   readonly unitsCut: number;
   /** Units written by recovery (messages the queues did not hold yet). */
   readonly unitsRebuilt: number;
@@ -52,6 +57,47 @@ export interface StoreRecoveryResult {
 
 function queueKey(topic: string, queueId: number): string {
   return `${topic}/${queueId}`;
+}
+
+function splitQueueKey(key: string): [string, number] {
+  const slash = key.lastIndexOf('/');
+  return [key.slice(0, slash), Number(key.slice(slash + 1))];
+}
+
+/** Last units checked per queue at open: a crash tears at most the last one or two. */
+const TAIL_UNITS_VERIFIED_MAX = 16;
+
+/**
+ * Checks each queue's last units against the records they point to (valid, CRC included, this
+ * queue's, this queue offset, this size and tags code) and drops those that do not match. In
+ * memory only, until `applyPendingDiscard`.
+ */
+function verifyQueueTails(
+  commitLog: CommitLog,
+  consumeQueues: ConsumeQueueStore,
+): { unitsDropped: number; queues: string[] } {
+  const header = new RecordHeader();
+  let unitsDropped = 0;
+  const queues: string[] = [];
+  for (const queue of consumeQueues.all()) {
+    const dropped = queue.verifyTail((unit, queueOffset) => {
+      const bytes = commitLog.readRecordForRecovery(unit.commitLogOffset, header);
+      return (
+        bytes !== null &&
+        header.size === unit.size &&
+        header.queueOffset === queueOffset &&
+        header.queueId === queue.queueId &&
+        header.topic === queue.topic &&
+        dispatchesToConsumeQueue(header) &&
+        tagsCodeOf(bytes, header) === unit.tagsCode
+      );
+    }, TAIL_UNITS_VERIFIED_MAX);
+    if (dropped > 0) {
+      unitsDropped += dropped;
+      queues.push(queueKey(queue.topic, queue.queueId));
+    }
+  }
+  return { unitsDropped, queues };
 }
 
 function totalUnits(consumeQueues: ConsumeQueueStore): number {
@@ -73,9 +119,11 @@ export async function recoverStore(options: {
   readonly logger: Logger;
 }): Promise<StoreRecoveryResult> {
   const { lastExitOK, commitLog, consumeQueues, checkpoint, logger } = options;
+  const table = consumeQueues.readTable();
   const queuesReset = consumeQueues.load();
   const queuesLoaded = consumeQueues.all().length;
   const queuesZeroed = consumeQueues.recover(!lastExitOK);
+  const { unitsDropped, queues: queuesTailRepaired } = verifyQueueTails(commitLog, consumeQueues);
   const dispatchFrom = consumeQueues.getMaxPhysicOffset();
   const unitsBefore = totalUnits(consumeQueues);
   const state: DispatchState = { lastStoreTimestamp: 0 };
@@ -112,28 +160,48 @@ export async function recoverStore(options: {
     }
   };
 
+  // Pre-blank units (a queue starting past offset 0) are only right when older segments were
+  // deleted: with the log still starting at 0, every queue starts at queue offset 0.
   const minPhyOffset = Math.max(0, commitLog.getMinOffset());
   let scanStartsAtLogStart = false;
   const commitLogReport = commitLog.recover({
     lastExitOK,
     dispatchFrom,
     onScanStart: (fromOffset) => {
-      scanStartsAtLogStart = fromOffset <= minPhyOffset;
+      scanStartsAtLogStart = fromOffset <= minPhyOffset && minPhyOffset > 0;
     },
     onRecord: (record, window) => dispatchOrNoteGap(record, window, scanStartsAtLogStart),
   });
   const scanFromOffset = commitLogReport.scanFromOffset;
   const processOffset = commitLogReport.maxPhyOffset;
 
-  let unitsCut = 0;
+  // The commit log's recovery can no longer refuse: files may change now.
+  for (const queue of consumeQueues.all()) queue.applyPendingDiscard();
+  let unitsCut = unitsDropped;
   if (commitLog.mappedFileQueue.getMappedFiles().length === 0) {
     // No commit log: nothing any queue points to can exist (RocketMQ destroys them too).
-    unitsCut = totalUnits(consumeQueues);
+    unitsCut += totalUnits(consumeQueues);
     consumeQueues.destroy();
   } else {
     const before = totalUnits(consumeQueues);
     consumeQueues.truncateDirtyLogicFiles(processOffset);
-    unitsCut = before - totalUnits(consumeQueues);
+    unitsCut += before - totalUnits(consumeQueues);
+  }
+
+  // Queues that lost units the scan could not see: deleted or unloadable ones, and any that ends
+  // before where the table of a previous run says it did (for messages the log still holds).
+  for (const key of queuesReset) {
+    const [topic, queueId] = splitQueueKey(key);
+    const queue = consumeQueues.find(topic, queueId);
+    if ((queue === null || queue.getWrittenOffsetInQueue() === 0) && !gaps.has(key)) gaps.set(key, -1);
+  }
+  for (const entry of table) {
+    if (entry.maxPhysicOffset > processOffset) continue;
+    const key = queueKey(entry.topic, entry.queueId);
+    const queue = consumeQueues.find(entry.topic, entry.queueId);
+    if ((queue?.getWrittenOffsetInQueue() ?? 0) < entry.maxOffset && !gaps.has(key)) {
+      gaps.set(key, queue === null ? -1 : queue.getMaxPhysicOffset());
+    }
   }
 
   // Step 5: queues missing units from before the scan start.
@@ -150,7 +218,7 @@ export async function recoverStore(options: {
       { queues: rebuiltQueues, fromOffset: from, scanFromOffset },
       'consume queues lack units from before where recovery began; scanning the commit log again from where they end',
     );
-    const rebuildFromLogStart = from <= minPhyOffset;
+    const rebuildFromLogStart = from <= minPhyOffset && minPhyOffset > 0;
     commitLog.rescanForDispatch(from, processOffset, (record, window) => {
       if (!gapped.has(queueKey(record.topic, record.queueId))) return;
       dispatchOrNoteGap(record, window, rebuildFromLogStart);
@@ -169,16 +237,18 @@ export async function recoverStore(options: {
 
   await consumeQueues.commitAll();
   await consumeQueues.flushEverything();
+  consumeQueues.writeTable();
   consumeQueues.correctMinOffset(Math.max(0, commitLog.getMinOffset()));
   commitLog.resetTopicQueueTable(queueOffsets(consumeQueues.all()));
   if (state.lastStoreTimestamp > checkpoint.logicsMsgTimestamp) {
     checkpoint.logicsMsgTimestamp = state.lastStoreTimestamp;
   }
-  const unitsRebuilt = Math.max(0, totalUnits(consumeQueues) - (unitsBefore - unitsCut));
+  const unitsRebuilt = Math.max(0, totalUnits(consumeQueues) - (unitsBefore - (unitsCut - unitsDropped)));
   const consumeQueueReport: ConsumeQueueRecoveryReport = {
     queuesLoaded,
     queuesReset,
     queuesZeroed,
+    queuesTailRepaired,
     unitsCut,
     unitsRebuilt,
     rebuiltQueues,

@@ -18,6 +18,7 @@ import { readInt64BE } from '../message/int64.js';
 import type { Message, MessageBatch, MessageExt } from '../message/message.js';
 import {
   checkMessageAndReturnSize,
+  checkRecordHeader,
   decodeMessage,
   MESSAGE_MIN_LENGTH_BYTES,
   type RecordHeader,
@@ -412,6 +413,34 @@ export class CommitLog {
       }
     }
     return scanned;
+  }
+
+  /**
+   * Recovery, before the scan: the record at `offset` checked (CRC included) into `header`, and
+   * the bytes holding it; null when there is no valid record there.
+   */
+  readRecordForRecovery(offset: number, header: RecordHeader): Buffer | null {
+    const file = this.mappedFileQueue.findMappedFileByOffset(offset);
+    if (file === null) return null;
+    const position = offset - file.fileFromOffset;
+    const head = file.readSync(position, Math.min(8, file.fileSize - position));
+    if (head === null || head.length < 8) return null;
+    const size = head.readInt32BE(0);
+    if (size < MESSAGE_MIN_LENGTH_BYTES || position + size > file.fileSize) return null;
+    const bytes = file.readSync(position, size);
+    if (bytes === null) return null;
+    const kind = checkRecordHeader(
+      bytes,
+      0,
+      size,
+      {
+        checkCRC: true,
+        forceVerifyPropCRC: this.#config.forceVerifyPropCRC,
+        expectedPhysicalOffset: offset,
+      },
+      header,
+    );
+    return kind === 'record' ? bytes : null;
   }
 
   /** Recovery: the next queue offset of every queue, from the consume queues. */

@@ -14,6 +14,23 @@ import { ConsumeQueue } from './consume-queue.js';
  */
 
 export const CONSUME_QUEUE_DIR = 'consumequeue';
+/**
+ * `{root}/config/topicQueueTable.json`: every queue's end (units, and the end of its last
+ * message in the commit log), written after recovery and at shutdown. Queues only grow, so it
+ * is a lower bound for their ends ever after; recovery compares it with the queues it found, and
+ * rebuilds one that lost units (a file deleted or cut by hand) instead of reusing its offsets.
+ *
+ *   {"version":1,"queues":[["TopicA",0,1200,5242880], ...]}   topic, queueId, maxOffset, maxPhysicOffset
+ */
+export const TOPIC_QUEUE_TABLE_PATH = path.join('config', 'topicQueueTable.json');
+const TOPIC_QUEUE_TABLE_VERSION = 1;
+
+export interface QueueTableEntry {
+  readonly topic: string;
+  readonly queueId: number;
+  readonly maxOffset: number;
+  readonly maxPhysicOffset: number;
+}
 /** Consume queue write buffers: units are committed right after each dispatch pass. */
 const CQ_WRITE_BUFFER_SIZE_BYTES = 64 * 1024;
 const CQ_WRITE_BUFFER_BYTES_MAX = 256 * 1024 * 1024;
@@ -206,6 +223,68 @@ export class ConsumeQueueStore {
       await queue.commit();
       for (let i = 0; i < callsMax && mfq.flushedWhere < mfq.getMaxOffset(); i++) await mfq.flush(0);
     }
+  }
+
+  /** The table `writeTable` last wrote; empty when there is none or it cannot be read. */
+  readTable(): QueueTableEntry[] {
+    const file = path.join(this.#config.storePathRootDir, TOPIC_QUEUE_TABLE_PATH);
+    if (this.#io.statSync(file) === null) return [];
+    try {
+      const parsed = JSON.parse(this.#io.readFileSync(file).toString('utf8')) as {
+        version?: unknown;
+        queues?: unknown;
+      };
+      if (parsed.version !== TOPIC_QUEUE_TABLE_VERSION || !Array.isArray(parsed.queues))
+        throw new Error('unknown format');
+      const out: QueueTableEntry[] = [];
+      for (const item of parsed.queues as unknown[]) {
+        if (!Array.isArray(item) || item.length !== 4)
+          throw new Error('an entry is not [topic, queueId, maxOffset, maxPhysicOffset]');
+        const [topic, queueId, maxOffset, maxPhysicOffset] = item as unknown[];
+        if (
+          typeof topic !== 'string' ||
+          !Number.isSafeInteger(queueId) ||
+          !Number.isSafeInteger(maxOffset) ||
+          !Number.isSafeInteger(maxPhysicOffset)
+        ) {
+          throw new Error('an entry has a field of the wrong type');
+        }
+        out.push({
+          topic,
+          queueId: queueId as number,
+          maxOffset: maxOffset as number,
+          maxPhysicOffset: maxPhysicOffset as number,
+        });
+      }
+      return out;
+    } catch (err) {
+      this.#logger.warn({ file, err }, 'ignoring an unreadable topic queue table');
+      return [];
+    }
+  }
+
+  /** Writes every queue's end, atomically (a temporary file, fdatasync, rename, directory fsync). */
+  writeTable(): void {
+    const dir = path.join(this.#config.storePathRootDir, path.dirname(TOPIC_QUEUE_TABLE_PATH));
+    const file = path.join(this.#config.storePathRootDir, TOPIC_QUEUE_TABLE_PATH);
+    const queues = this.all()
+      .filter((queue) => queue.getMaxOffsetInQueue() > 0)
+      .map((queue) => [queue.topic, queue.queueId, queue.getMaxOffsetInQueue(), queue.getMaxPhysicOffset()]);
+    const bytes = Buffer.from(JSON.stringify({ version: TOPIC_QUEUE_TABLE_VERSION, queues }));
+    const created = this.#io.statSync(dir) === null;
+    this.#io.mkdirSync(dir);
+    if (created) this.#io.fsyncDirectorySync(this.#config.storePathRootDir);
+    const temporary = `${file}.tmp`;
+    const handle = this.#io.openSync(temporary, 'open-or-create');
+    try {
+      handle.truncateSync(0);
+      handle.writeSync(bytes, 0);
+      handle.datasyncSync();
+    } finally {
+      handle.closeSync();
+    }
+    this.#io.renameSync(temporary, file);
+    this.#io.fsyncDirectorySync(dir);
   }
 
   /** Deletes every consume queue (the commit log is gone or was never there). */

@@ -82,6 +82,8 @@ export class ConsumeQueue {
   /** Byte offset of the first unit still pointing into the commit log. */
   #minLogicOffset = 0;
   readonly #unit = Buffer.alloc(CQ_STORE_UNIT_SIZE_BYTES);
+  /** Units `verifyTail` dropped, still in the file until `applyPendingDiscard`. */
+  #pendingDiscard: { readonly file: MappedFile; readonly position: number } | null = null;
 
   constructor(options: ConsumeQueueOptions) {
     this.topic = options.topic;
@@ -117,8 +119,18 @@ export class ConsumeQueue {
     let index = Math.max(0, files.length - 3);
     let file = files[index] as MappedFile;
     let validBytes = 0;
+    // A last file found short and extended at load: only its original bytes can hold units (a
+    // unit cut by the end of the file is not one).
+    const extended = this.mappedFileQueue.extendedFiles.at(-1);
     for (;;) {
       validBytes = this.#scanValidUnits(file);
+      if (extended !== undefined && extended.fileName === file.fileName) {
+        const whole = extended.sizeBytes - (extended.sizeBytes % CQ_STORE_UNIT_SIZE_BYTES);
+        if (validBytes > whole) {
+          validBytes = whole;
+          this.#recomputeMaxPhysicOffsetBelow(file, whole);
+        }
+      }
       if (validBytes === this.#mappedFileSize && index + 1 < files.length) {
         index++;
         file = files[index] as MappedFile;
@@ -159,6 +171,53 @@ export class ConsumeQueue {
       }
     }
     return end;
+  }
+
+  /**
+   * Recovery, before dispatch: checks the queue's last units (up to `unitsMax`, within its last
+   * file) against the records they point to, and drops those that do not match: a torn or
+   * damaged unit. Only the positions move now; the file keeps its bytes until
+   * `applyPendingDiscard()`, called once the commit log's recovery can no longer refuse to open.
+   * Returns how many units it dropped.
+   */
+  verifyTail(matches: (unit: ConsumeQueueUnit, queueOffset: number) => boolean, unitsMax: number): number {
+    const mfq = this.mappedFileQueue;
+    const file = mfq.getLastMappedFile();
+    if (file === null) return 0;
+    let position = file.getReadPosition();
+    let dropped = 0;
+    while (dropped < unitsMax && position >= CQ_STORE_UNIT_SIZE_BYTES) {
+      const bytes = file.readSync(position - CQ_STORE_UNIT_SIZE_BYTES, CQ_STORE_UNIT_SIZE_BYTES);
+      if (bytes === null) break;
+      const unit: ConsumeQueueUnit = {
+        commitLogOffset: readInt64BE(bytes, 0),
+        size: bytes.readInt32BE(8),
+        tagsCode: readInt64BE(bytes, 12),
+      };
+      if (unit.size === CQ_BLANK_UNIT_SIZE) break;
+      const queueOffset = (file.fileFromOffset + position) / CQ_STORE_UNIT_SIZE_BYTES - 1;
+      if (matches(unit, queueOffset)) break;
+      position -= CQ_STORE_UNIT_SIZE_BYTES;
+      dropped++;
+    }
+    if (dropped === 0) return 0;
+    file.setPositions(position);
+    const where = file.fileFromOffset + position;
+    mfq.flushedWhere = Math.min(mfq.flushedWhere, where);
+    mfq.committedWhere = Math.min(mfq.committedWhere, where);
+    this.#pendingDiscard = { file, position };
+    this.#maxPhysicOffset = -1;
+    this.#recomputeMaxPhysicOffset();
+    return dropped;
+  }
+
+  /** Zeroes what `verifyTail` dropped, in the file. */
+  applyPendingDiscard(): void {
+    const pending = this.#pendingDiscard;
+    this.#pendingDiscard = null;
+    if (pending !== null && pending.file.getReadPosition() === pending.position) {
+      pending.file.discardAfter(pending.position);
+    }
   }
 
   /** The next queue offset to be written: how many units the queue holds (readable or not). */
@@ -319,10 +378,29 @@ export class ConsumeQueue {
     if (this.#maxPhysicOffset < 0) this.#recomputeMaxPhysicOffset();
   }
 
-  /** The highest unit's message end, from the files (after whole files were dropped). */
-  #recomputeMaxPhysicOffset(): void {
+  /** The highest unit's message end among `file`'s first `end` bytes (earlier files count too). */
+  #recomputeMaxPhysicOffsetBelow(file: MappedFile, end: number): void {
+    const bytes = file.readSync(0, end);
+    for (
+      let pos = (bytes?.length ?? 0) - CQ_STORE_UNIT_SIZE_BYTES;
+      bytes !== null && pos >= 0;
+      pos -= CQ_STORE_UNIT_SIZE_BYTES
+    ) {
+      const size = bytes.readInt32BE(pos + 8);
+      if (size > 0 && size !== CQ_BLANK_UNIT_SIZE) {
+        this.#maxPhysicOffset = readInt64BE(bytes, pos) + size;
+        return;
+      }
+    }
+    this.#maxPhysicOffset = -1;
+    this.#recomputeMaxPhysicOffset(file);
+  }
+
+  /** The highest unit's message end, from the files (before `before`, when given). */
+  #recomputeMaxPhysicOffset(before?: MappedFile): void {
     const files = this.mappedFileQueue.getMappedFiles();
-    for (let i = files.length - 1; i >= 0; i--) {
+    const start = before === undefined ? files.length - 1 : files.indexOf(before) - 1;
+    for (let i = start; i >= 0; i--) {
       const file = files[i] as MappedFile;
       const bytes = file.readSync(0, file.getReadPosition());
       if (bytes === null) continue;

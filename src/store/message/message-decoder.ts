@@ -105,8 +105,15 @@ export class RecordHeader {
 let lastTopicBytes = Buffer.alloc(0);
 let lastTopic = '';
 
-function topicAt(buf: Buffer, pos: number, length: number): string {
+/** RocketMQ's topic characters (TopicValidator), the only ones a record's topic can hold. */
+const TOPIC_BYTE = new Uint8Array(256);
+for (const c of '%|_-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ')
+  TOPIC_BYTE[c.charCodeAt(0)] = 1;
+
+/** The topic at `pos`, or null when its bytes cannot be a topic (damage). */
+function topicAt(buf: Buffer, pos: number, length: number): string | null {
   if (length === lastTopicBytes.length && sameBytes(buf, pos, lastTopicBytes, length)) return lastTopic;
+  for (let i = pos; i < pos + length; i++) if (TOPIC_BYTE[buf[i] as number] !== 1) return null;
   lastTopic = buf.toString('utf8', pos, pos + length);
   lastTopicBytes = Buffer.from(buf.subarray(pos, pos + length));
   return lastTopic;
@@ -219,6 +226,19 @@ function parseHeader(
     const problem = checkPropCrc(buf, start, totalSize, pos, propertiesLength);
     if (problem !== null) return invalidInto(out, -1, problem);
   }
+  // Every writer ends each property with 0x02 (RocketMQ's messageProperties2String, ours): a
+  // record whose properties end otherwise was torn after its body (the body CRC cannot see it).
+  if (
+    options.checkCRC &&
+    propertiesLength > 0 &&
+    buf[pos + propertiesLength - 1] !== PROPERTY_SEPARATOR_BYTE
+  ) {
+    return invalidInto(
+      out,
+      -1,
+      'the properties do not end with the 0x02 separator (a torn or damaged record)',
+    );
+  }
   const expected = calMsgLength(version, sysFlag, bodyLength, topicLength, propertiesLength);
   if (expected !== totalSize) {
     return invalidInto(
@@ -227,9 +247,11 @@ function parseHeader(
       `TOTALSIZE ${totalSize} does not match the field lengths (${expected})`,
     );
   }
+  const topic = topicAt(buf, topicOffset, topicLength);
+  if (topic === null) return invalidInto(out, -1, 'the topic holds characters no topic can have');
   out.size = totalSize;
   out.version = version;
-  out.topic = topicAt(buf, topicOffset, topicLength);
+  out.topic = topic;
   out.queueId = queueId;
   out.queueOffset = queueOffset;
   out.physicalOffset = physicalOffset;
