@@ -240,9 +240,13 @@ export async function recoverStore(options: {
   consumeQueues.writeTable();
   consumeQueues.correctMinOffset(Math.max(0, commitLog.getMinOffset()));
   commitLog.resetTopicQueueTable(queueOffsets(consumeQueues.all()));
-  if (state.lastStoreTimestamp > checkpoint.logicsMsgTimestamp) {
-    checkpoint.logicsMsgTimestamp = state.lastStoreTimestamp;
-  }
+  // Everything up to the end of the log is durable now (every segment and queue was synced):
+  // say so, before any put, so that a crash from here on starts from this point and counts
+  // this data as durable (without it, short runs that crash would leave the checkpoint at 0).
+  const durableTimestamp = Math.max(commitLog.mappedFileQueue.storeTimestamp, state.lastStoreTimestamp);
+  checkpoint.physicMsgTimestamp = Math.max(checkpoint.physicMsgTimestamp, durableTimestamp);
+  checkpoint.logicsMsgTimestamp = Math.max(checkpoint.logicsMsgTimestamp, durableTimestamp);
+  await checkpoint.flush();
   const unitsRebuilt = Math.max(0, totalUnits(consumeQueues) - (unitsBefore - (unitsCut - unitsDropped)));
   const consumeQueueReport: ConsumeQueueRecoveryReport = {
     queuesLoaded,
