@@ -3,9 +3,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { nodeStoreIO, StoreError } from '../../src/store/index.js';
+import { SimulatedDisk } from '../../src/store/io/simulated-disk.js';
 import type { MappedFile } from '../../src/store/mapped-file/mapped-file.js';
 import type { MappedFileQueue } from '../../src/store/mapped-file/mapped-file-queue.js';
 import { WriteBufferPool } from '../../src/store/mapped-file/write-buffer-pool.js';
+import { offset2FileName } from '../../src/store/message/message-format.js';
 import { tempDir } from '../support/helpers.js';
 import { InstrumentedIO } from '../support/instrumented-io.js';
 import { createQueue, patternBytes, segmentName, segmentPath } from '../support/mapped-file-helpers.js';
@@ -538,6 +540,91 @@ describe('MappedFileQueue', () => {
       assert.throws(() => queue.load(), isInvalidFileError);
       assert.equal(queue.getMappedFiles().length, 0);
       assert.ok(fs.existsSync(segmentPath(dir, FILE_SIZE)), 'a load failure deletes nothing');
+    });
+
+    it('deleteLastMappedFile is durable: the file does not come back after a power loss', async () => {
+      const disk = new SimulatedDisk();
+      disk.mkdirSync('/q');
+      disk.fsyncDirectorySync('/');
+      const pool = new WriteBufferPool(FILE_SIZE, POOL_BUFFERS);
+      const queue = createQueue({ storePath: '/q', mappedFileSize: FILE_SIZE, io: disk, pool });
+
+      for (let i = 0; i < 3; i++) append(queue, Buffer.alloc(FILE_SIZE, i + 1), 0);
+      for (let i = 0; i < 4 && queue.committedWhere < 3 * FILE_SIZE; i++) await queue.commit(0);
+      for (let i = 0; i < 4 && queue.flushedWhere < 3 * FILE_SIZE; i++) await queue.flush(0);
+      assert.equal(queue.flushedWhere, 3 * FILE_SIZE);
+      queue.deleteLastMappedFile();
+      queue.shutdown();
+      disk.crash({ seed: 7 });
+      const after = disk.reboot();
+      assert.deepEqual(after.readdirSync('/q'), [offset2FileName(0), offset2FileName(FILE_SIZE)]);
+    });
+
+    it('deletes every zero-length segment at the end, last first', (t) => {
+      const dir = tempDir(t);
+      writeSegment(dir, 0, FILE_SIZE);
+      writeSegment(dir, FILE_SIZE, 0);
+      writeSegment(dir, 2 * FILE_SIZE, 0);
+      const queue = newQueue(t, dir);
+      queue.load();
+      assert.deepEqual(offsets(queue), [0]);
+      assert.ok(!fs.existsSync(segmentPath(dir, FILE_SIZE)));
+      assert.ok(!fs.existsSync(segmentPath(dir, 2 * FILE_SIZE)));
+    });
+
+    it('with extendEmptySegments (the commit log), extends a zero-length segment before others and lists it', (t) => {
+      // A power loss can keep a later pre-created segment while losing the size of an earlier one
+      // that was never synced: recovery must get to see the files, and cut.
+      const dir = tempDir(t);
+      writeSegment(dir, 0, 0);
+      writeSegment(dir, FILE_SIZE, FILE_SIZE);
+      writeSegment(dir, 2 * FILE_SIZE, 0);
+      writeSegment(dir, 3 * FILE_SIZE, FILE_SIZE);
+      const pool = new WriteBufferPool(FILE_SIZE, POOL_BUFFERS);
+      const queue = createQueue({
+        storePath: dir,
+        mappedFileSize: FILE_SIZE,
+        io: nodeStoreIO,
+        pool,
+        extendEmptySegments: true,
+      });
+      t.after(() => queue.shutdown());
+      queue.load();
+      assert.deepEqual(offsets(queue), [0, FILE_SIZE, 2 * FILE_SIZE, 3 * FILE_SIZE]);
+      assert.deepEqual(
+        queue.extendedFiles.map((f) => [f.fileName, f.sizeBytes]),
+        [
+          [segmentPath(dir, 0), 0],
+          [segmentPath(dir, 2 * FILE_SIZE), 0],
+        ],
+      );
+      for (const offset of [0, 2 * FILE_SIZE]) {
+        const bytes = fs.readFileSync(segmentPath(dir, offset));
+        assert.equal(bytes.length, FILE_SIZE);
+        assert.ok(bytes.every((b) => b === 0));
+      }
+    });
+
+    it('with extendEmptySegments, still refuses a short (not empty) segment before others', (t) => {
+      const dir = tempDir(t);
+      writeSegment(dir, 0, FILE_SIZE);
+      writeSegment(dir, FILE_SIZE, FILE_SIZE - 512);
+      writeSegment(dir, 2 * FILE_SIZE, FILE_SIZE);
+      const pool = new WriteBufferPool(FILE_SIZE, POOL_BUFFERS);
+      const queue = createQueue({
+        storePath: dir,
+        mappedFileSize: FILE_SIZE,
+        io: nodeStoreIO,
+        pool,
+        extendEmptySegments: true,
+      });
+      t.after(() => queue.shutdown());
+      assert.throws(() => queue.load(), isInvalidFileError);
+      assert.equal(
+        fs.statSync(segmentPath(dir, FILE_SIZE)).size,
+        FILE_SIZE - 512,
+        'a load failure changes nothing',
+      );
     });
 
     it('extends a short last segment after full-size ones with zeros, and lists it', (t) => {

@@ -472,6 +472,68 @@ describe('body CRC', () => {
   });
 });
 
+describe('torn sectors inside the properties', () => {
+  // The body CRC does not cover the properties: a sector of them lost in a power loss (reverted
+  // to the zeros of a fresh segment) would go unnoticed without this check.
+  const SECTOR = 512;
+
+  function longPropertyRecord(physicalOffset: number): { buf: Buffer; propsStart: number; propsEnd: number } {
+    const enc = encoded(
+      encodeMessage(
+        { topic: 'TornTopic', queueId: 1, body: Buffer.from('body'), properties: { pad: 'p'.repeat(3000) } },
+        config(),
+        1,
+      ),
+    );
+    const buf = Buffer.alloc(enc.record.msgLength);
+    writeRecord(buf, 0, enc.record, 0, physicalOffset, 1);
+    const propsEnd = enc.record.msgLength;
+    return { buf, propsStart: propsEnd - enc.record.propertiesBytes.length, propsEnd };
+  }
+
+  it('a whole aligned sector of zeros inside the properties fails the check; a shorter run does not', () => {
+    for (const physicalOffset of [0, 100, 511, 4096 + 37]) {
+      const { buf, propsStart, propsEnd } = longPropertyRecord(physicalOffset);
+      const firstAligned = propsStart + ((SECTOR - ((physicalOffset + propsStart) % SECTOR)) % SECTOR);
+      assert.ok(firstAligned + SECTOR < propsEnd, 'the properties hold a whole sector');
+      const torn = Buffer.from(buf);
+      torn.fill(0, firstAligned, firstAligned + SECTOR);
+      const check = checkMessageAndReturnSize(torn, 0, torn.length, { checkCRC: true });
+      assert.equal(
+        check.kind,
+        'invalid',
+        `a zero sector at record byte ${firstAligned} (offset ${physicalOffset})`,
+      );
+      assert.equal(
+        checkMessageAndReturnSize(torn, 0, torn.length, { checkCRC: false }).kind,
+        'record',
+        'without CRC checks the record still parses',
+      );
+      // 511 zeros, or 512 not aligned to a sector, are not a lost sector.
+      const partial = Buffer.from(buf);
+      partial.fill(0, firstAligned + 1, firstAligned + SECTOR);
+      assert.equal(checkMessageAndReturnSize(partial, 0, partial.length, { checkCRC: true }).kind, 'record');
+      const unaligned = Buffer.from(buf);
+      unaligned.fill(0, firstAligned + 1, firstAligned + 1 + SECTOR - 1);
+      assert.equal(
+        checkMessageAndReturnSize(unaligned, 0, unaligned.length, { checkCRC: true }).kind,
+        'record',
+      );
+      assert.equal(checkMessageAndReturnSize(buf, 0, buf.length, { checkCRC: true }).kind, 'record');
+    }
+  });
+
+  it('puts refuse a NUL character in a property name or value (it could later read as a tear)', () => {
+    for (const properties of [{ pad: 'a\u0000b' }, { 'n\u0000': 'v' }]) {
+      const r = rejection(
+        encodeMessage({ topic: 'T', queueId: 0, body: Buffer.from('x'), properties }, config(), 1),
+      );
+      assert.equal(r.status, PutMessageStatus.MESSAGE_ILLEGAL);
+      assert.match(r.reason, /NUL/);
+    }
+  });
+});
+
 // ---------------------------------------------------------------------------------------------
 // Limits and rejections
 // ---------------------------------------------------------------------------------------------

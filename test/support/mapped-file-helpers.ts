@@ -27,6 +27,7 @@ export function createQueue(options: {
   pool: WriteBufferPool;
   allocator?: AllocateMappedFileService;
   isCutShort?: (filePath: string, sizeBytes: number) => boolean;
+  extendEmptySegments?: boolean;
 }): MappedFileQueue {
   return new MappedFileQueue({
     storePath: options.storePath,
@@ -36,6 +37,9 @@ export function createQueue(options: {
     allocateMappedFileService: options.allocator ?? null,
     logger: silentLogger,
     ...(options.isCutShort === undefined ? {} : { isCutShort: options.isCutShort }),
+    ...(options.extendEmptySegments === undefined
+      ? {}
+      : { extendEmptySegments: options.extendEmptySegments }),
   });
 }
 

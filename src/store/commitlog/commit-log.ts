@@ -235,6 +235,7 @@ export class CommitLog {
       allocateMappedFileService: this.#allocator,
       logger,
       isCutShort: (filePath, sizeBytes) => isCommitLogSegmentCutShort(io, filePath, sizeBytes),
+      extendEmptySegments: true,
     });
     const defaultStoreHost = parseHost(config.storeHost);
     if (defaultStoreHost === null) {
@@ -1086,7 +1087,12 @@ export class CommitLog {
     const joinTimeoutMs = this.shutdownJoinTimeoutMs();
     // One deadline for the whole shutdown: the services, then the allocator, share it.
     const deadline = performance.now() + joinTimeoutMs;
-    const finished = await withTimeout(this.#stopServices(), joinTimeoutMs);
+    // Every step runs whatever the ones before it did (a dead disk fails them all): the
+    // readers in `beforeClose` must stop, and the segments must close, in any case.
+    const finished = await withTimeout(
+      this.#stopServices().catch((err: unknown) => this.#onIoError(err)),
+      joinTimeoutMs,
+    );
     if (!finished) {
       failure = new StoreError(
         'ERR_SHUTDOWN_TIMEOUT',
@@ -1095,7 +1101,10 @@ export class CommitLog {
       );
       this.#onIoError(failure);
     }
-    if (!(await withTimeout(this.#allocator.shutdown(), Math.max(0, deadline - performance.now())))) {
+    const allocatorDone = this.#allocator.shutdown().catch((err: unknown) => {
+      this.#logger.warn({ err }, 'pre-created segments could not be cleaned up');
+    });
+    if (!(await withTimeout(allocatorDone, Math.max(0, deadline - performance.now())))) {
       this.#logger.warn({ joinTimeoutMs }, 'pre-created segments were not cleaned up in time');
     }
     // Readers of the log (dispatch catching up) finish before the segments close.
@@ -1106,7 +1115,11 @@ export class CommitLog {
         this.#logger.error({ err }, 'finishing work on the commit log before closing it failed');
       }
     }
-    this.mappedFileQueue.shutdown();
+    try {
+      this.mappedFileQueue.shutdown();
+    } catch (err) {
+      this.#logger.warn({ err }, 'closing the commit log segments failed');
+    }
     this.#pool.destroy();
     if (failure !== null) throw failure;
   }

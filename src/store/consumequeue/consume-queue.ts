@@ -119,12 +119,13 @@ export class ConsumeQueue {
     let index = Math.max(0, files.length - 3);
     let file = files[index] as MappedFile;
     let validBytes = 0;
-    // A last file found short and extended at load: only its original bytes can hold units (a
-    // unit cut by the end of the file is not one).
-    const extended = this.mappedFileQueue.extendedFiles.at(-1);
+    // A file found short and extended at load: only its original bytes can hold units (a unit
+    // cut by the end of the file is not one).
+    const extendedFiles = this.mappedFileQueue.extendedFiles;
     for (;;) {
       validBytes = this.#scanValidUnits(file);
-      if (extended !== undefined && extended.fileName === file.fileName) {
+      const extended = extendedFiles.find((f) => f.fileName === file.fileName);
+      if (extended !== undefined) {
         const whole = extended.sizeBytes - (extended.sizeBytes % CQ_STORE_UNIT_SIZE_BYTES);
         if (validBytes > whole) {
           validBytes = whole;

@@ -57,9 +57,11 @@ export class AllocateMappedFileService {
   }
 
   async #preCreate(filePath: string, fileSize: number, pool: WriteBufferPool): Promise<void> {
-    if (this.#stopped || this.#ready.has(filePath) || this.#io.statSync(filePath) !== null) return;
     let file: MappedFile;
     try {
+      // The stat may fail too (a dead disk): this runs in the background, so every failure is
+      // logged here and left to the put path, which creates the file itself and reports.
+      if (this.#stopped || this.#ready.has(filePath) || this.#io.statSync(filePath) !== null) return;
       file = MappedFile.create(this.#io, filePath, fileSize, pool);
     } catch (err) {
       this.#logger.warn(
@@ -86,8 +88,15 @@ export class AllocateMappedFileService {
     this.#stopped = true;
     while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
     for (const [filePath, file] of this.#ready) {
-      if (!file.destroy(0))
-        this.#logger.warn({ filePath }, 'an unused pre-created segment could not be deleted');
+      let destroyed = false;
+      try {
+        destroyed = file.destroy(0);
+      } catch (err) {
+        this.#logger.warn({ err, filePath }, 'deleting an unused pre-created segment failed');
+        file.close();
+        continue;
+      }
+      if (!destroyed) this.#logger.warn({ filePath }, 'an unused pre-created segment could not be deleted');
     }
     this.#ready.clear();
   }

@@ -36,6 +36,13 @@ export interface MappedFileQueueOptions {
    * Default: never (such a file is refused).
    */
   readonly isCutShort?: (filePath: string, sizeBytes: number) => boolean;
+  /**
+   * Whether a zero-length segment before others is extended with zeros (see `load`) rather than
+   * refused. The commit log's segments are created by the allocator one ahead and synced on their
+   * own, so a power loss can keep the later one and lose the size of the earlier; a consume
+   * queue is rebuilt from the log instead.
+   */
+  readonly extendEmptySegments?: boolean;
 }
 
 export class MappedFileQueue {
@@ -53,6 +60,7 @@ export class MappedFileQueue {
   readonly #allocator: AllocateMappedFileService | null;
   readonly #logger: Logger;
   readonly #isCutShort: (filePath: string, sizeBytes: number) => boolean;
+  readonly #extendEmptySegments: boolean;
   #mappedFiles: MappedFile[] = [];
   /** RocketMQ marks commit and flush `synchronized`; these chains do the same for async calls. */
   #commitChain: Promise<unknown> = Promise.resolve();
@@ -72,14 +80,19 @@ export class MappedFileQueue {
     this.#allocator = options.allocateMappedFileService ?? null;
     this.#logger = options.logger;
     this.#isCutShort = options.isCutShort ?? (() => false);
+    this.#extendEmptySegments = options.extendEmptySegments ?? false;
   }
 
   /**
-   * Opens every segment in the directory (creating the directory if needed). A zero-length LAST
-   * file is deleted (a crash during creation, RocketMQ #6904); a shorter LAST file is extended
-   * with zeros (recovery then cuts where its data ends) and listed in `extendedFiles`; any other
-   * file of the wrong size, or a missing segment between two others, fails the load with
-   * `ERR_STORE_FILE_INVALID`.
+   * Opens every segment in the directory (creating the directory if needed). Zero-length files at
+   * the end are deleted (a crash during creation, RocketMQ #6904). A shorter LAST file after
+   * full-size ones (or with data cut off by its end) is extended with zeros and listed in
+   * `extendedFiles`; so is, with `extendEmptySegments`, a zero-length file before others: a
+   * power loss can lose the size of a segment whose ftruncate was never synced while a later,
+   * pre-created one was, and such a segment never held durable data (every flush syncs its
+   * size). Recovery then cuts where the data ends (and refuses when that would cut data the
+   * checkpoint says was durable). Any other file of the wrong size, or a missing segment
+   * between two others, fails the load with `ERR_STORE_FILE_INVALID`.
    */
   load(): void {
     this.#io.mkdirSync(this.storePath);
@@ -91,6 +104,16 @@ export class MappedFileQueue {
         return false;
       })
       .sort();
+    // Trailing zero-length files: deleted, last first.
+    while (names.length > 0) {
+      const filePath = path.join(this.storePath, names.at(-1) as string);
+      const stat = this.#io.statSync(filePath);
+      if (stat === null || stat.isDirectory || stat.size !== 0) break;
+      this.#logger.warn({ filePath }, 'deleting a zero-length last segment (a crash during its creation)');
+      this.#io.unlinkSync(filePath);
+      this.#io.fsyncDirectorySync(this.storePath);
+      names.pop();
+    }
     const files: MappedFile[] = [];
     try {
       for (let i = 0; i < names.length; i++) {
@@ -98,28 +121,34 @@ export class MappedFileQueue {
         const filePath = path.join(this.storePath, name);
         const stat = this.#io.statSync(filePath);
         if (stat === null || stat.isDirectory) continue;
-        if (stat.size === 0 && i === names.length - 1) {
-          this.#logger.warn(
-            { filePath },
-            'deleting a zero-length last segment (a crash during its creation)',
+        const offset = Number(name);
+        if (offset % this.mappedFileSize !== 0) {
+          throw new StoreError(
+            'ERR_STORE_FILE_INVALID',
+            `segment ${filePath} starts at ${offset}, not a multiple of mappedFileSize ${this.mappedFileSize}`,
           );
-          this.#io.unlinkSync(filePath);
-          this.#io.fsyncDirectorySync(this.storePath);
-          continue;
         }
+        const previous = files.at(-1);
+        if (previous !== undefined && previous.fileFromOffset + this.mappedFileSize !== offset) {
+          throw new StoreError(
+            'ERR_STORE_FILE_INVALID',
+            `segment ${offset2FileName(previous.fileFromOffset + this.mappedFileSize)} is missing in ${this.storePath}`,
+          );
+        }
+        const last = i === names.length - 1;
         if (
-          stat.size > 0 &&
           stat.size < this.mappedFileSize &&
-          i === names.length - 1 &&
-          (files.length > 0 || this.#isCutShort(filePath, stat.size))
+          ((stat.size === 0 && this.#extendEmptySegments) ||
+            (last && (files.length > 0 || this.#isCutShort(filePath, stat.size))))
         ) {
-          // Cut short behind the store's back (segments are pre-sized when created): extend it
-          // with zeros, so recovery finds where its data ends and cuts there, and say so. Only
-          // when that is certain: after full-size segments, or with data cut off by the end of
-          // the file. A lone file that ends cleanly may be a different mappedFileSize: refused.
+          // Cut short behind the store's back, or its size lost in a power loss (segments are
+          // pre-sized when created): extend it with zeros, so recovery finds where its data ends
+          // and cuts there, and say so. Only when that is certain: empty, or last after
+          // full-size segments, or with data cut off by the end of the file. A first file that
+          // ends cleanly may be a different mappedFileSize: refused.
           this.#logger.warn(
             { filePath, size: stat.size, mappedFileSize: this.mappedFileSize },
-            'the last segment is shorter than mappedFileSize; extending it with zeros for recovery',
+            'a segment is shorter than mappedFileSize; extending it with zeros for recovery',
           );
           const handle = this.#io.openSync(filePath, 'read-write');
           try {
@@ -133,20 +162,6 @@ export class MappedFileQueue {
           throw new StoreError(
             'ERR_STORE_FILE_INVALID',
             `segment ${filePath} is ${stat.size} bytes but mappedFileSize is ${this.mappedFileSize}`,
-          );
-        }
-        const offset = Number(name);
-        if (offset % this.mappedFileSize !== 0) {
-          throw new StoreError(
-            'ERR_STORE_FILE_INVALID',
-            `segment ${filePath} starts at ${offset}, not a multiple of mappedFileSize ${this.mappedFileSize}`,
-          );
-        }
-        const previous = files.at(-1);
-        if (previous !== undefined && previous.fileFromOffset + this.mappedFileSize !== offset) {
-          throw new StoreError(
-            'ERR_STORE_FILE_INVALID',
-            `segment ${offset2FileName(previous.fileFromOffset + this.mappedFileSize)} is missing in ${this.storePath}`,
           );
         }
         files.push(MappedFile.open(this.#io, filePath, this.mappedFileSize, this.#pool));
@@ -382,12 +397,17 @@ export class MappedFileQueue {
     }
   }
 
-  /** Deletes the last segment (consume queue truncation). */
+  /**
+   * Deletes the last segment (consume queue truncation), durably: a deletion the directory does
+   * not remember would bring the file back after a power loss, its stale units pointing into
+   * whatever the log holds there by then.
+   */
   deleteLastMappedFile(): void {
     const last = this.#mappedFiles.at(-1);
     if (last === undefined) return;
     this.#destroyOrThrow(last);
     this.#mappedFiles.pop();
+    this.#io.fsyncDirectorySync(this.storePath);
   }
 
   /**
@@ -499,6 +519,7 @@ export class MappedFileQueue {
   /** Deletes every file and the directory's contents (tests, topic deletion). */
   destroy(): void {
     for (const file of this.#mappedFiles) this.#destroyOrThrow(file);
+    if (this.#mappedFiles.length > 0) this.#io.fsyncDirectorySync(this.storePath);
     this.#mappedFiles = [];
     this.flushedWhere = 0;
     this.committedWhere = 0;

@@ -239,6 +239,22 @@ function parseHeader(
       'the properties do not end with the 0x02 separator (a torn or damaged record)',
     );
   }
+  if (options.checkCRC && propertiesLength >= TORN_SECTOR_SIZE_BYTES) {
+    const torn = zeroSectorInside(
+      buf,
+      pos,
+      pos + propertiesLength,
+      start,
+      options.expectedPhysicalOffset ?? physicalOffset,
+    );
+    if (torn) {
+      return invalidInto(
+        out,
+        -1,
+        'a whole sector inside the properties is zeros (a torn write: the body CRC cannot see it)',
+      );
+    }
+  }
   const expected = calMsgLength(version, sysFlag, bodyLength, topicLength, propertiesLength);
   if (expected !== totalSize) {
     return invalidInto(
@@ -264,6 +280,39 @@ function parseHeader(
   out.propertiesOffset = pos;
   out.propertiesLength = propertiesLength;
   return 'record';
+}
+
+/**
+ * Disks write whole sectors, and after a power loss each unsynced sector of a record may have
+ * kept its new content or reverted to what was durable before: zeros, in a commit log (segments
+ * are created zero-filled and recovery zeroes what it cuts). A reverted sector inside the body
+ * fails the body CRC; inside the header, topic or the properties' last bytes it breaks a length,
+ * the topic or the final 0x02. Only a sector wholly inside the properties escapes all of those,
+ * and puts refuse NUL characters in properties, so a whole sector of zeros there means a tear.
+ */
+export const TORN_SECTOR_SIZE_BYTES = 512;
+const ZERO_SECTOR = Buffer.alloc(TORN_SECTOR_SIZE_BYTES);
+
+/**
+ * Whether [from, to) of `buf` holds a sector-aligned run of TORN_SECTOR_SIZE_BYTES zeros;
+ * `recordStart` in `buf` is at commit-log offset `recordOffset` (sectors align to the file,
+ * and segment sizes are whole sectors).
+ */
+function zeroSectorInside(
+  buf: Buffer,
+  from: number,
+  to: number,
+  recordStart: number,
+  recordOffset: number,
+): boolean {
+  const fromOffset = recordOffset + (from - recordStart);
+  const misalignment = fromOffset % TORN_SECTOR_SIZE_BYTES;
+  let at = misalignment === 0 ? from : from + TORN_SECTOR_SIZE_BYTES - misalignment;
+  for (; at + TORN_SECTOR_SIZE_BYTES <= to; at += TORN_SECTOR_SIZE_BYTES) {
+    if (buf.compare(ZERO_SECTOR, 0, TORN_SECTOR_SIZE_BYTES, at, at + TORN_SECTOR_SIZE_BYTES) === 0)
+      return true;
+  }
+  return false;
 }
 
 const TAGS_NAME = Buffer.from(MessageConst.PROPERTY_TAGS, 'latin1');

@@ -25,6 +25,8 @@ export const MessageConst = {
 export type MessageProperties = Readonly<Record<string, string>>;
 
 /** Why a property cannot be encoded, or null when it can. */
+const NUL = '\u0000';
+
 export function checkProperty(name: string, value: string): string | null {
   if (typeof name !== 'string' || name.length === 0) return 'a property name is empty';
   if (typeof value !== 'string') return `property ${JSON.stringify(name)} has a non-string value`;
@@ -36,6 +38,11 @@ export function checkProperty(name: string, value: string): string | null {
   }
   if (value.includes(NAME_VALUE_SEPARATOR) || value.includes(PROPERTY_SEPARATOR)) {
     return `property ${JSON.stringify(name)} has a value containing a separator character (0x01 or 0x02)`;
+  }
+  // Recovery reads a sector of zeros inside the properties as a torn write (the body CRC does
+  // not cover them): a NUL in a property could make an acknowledged record look torn.
+  if (name.includes(NUL) || value.includes(NUL)) {
+    return `property ${JSON.stringify(name)} contains a NUL character (0x00)`;
   }
   return null;
 }
