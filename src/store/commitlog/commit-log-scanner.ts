@@ -55,13 +55,18 @@ export function scanSegment(
     expectedPhysicalOffset: 0,
   };
   let position = startPosition;
+  // One window buffer for the whole scan: onRecord uses the window synchronously, never keeps it.
+  let windowBuffer: Buffer | null = null;
   while (position < limit) {
     // Fewer bytes than a BLANK left at the end of the segment: no record can start there.
     if (limit === file.fileSize && limit - position < END_FILE_MIN_BLANK_LENGTH_BYTES) {
       return { position, stop: 'blank', reason: null };
     }
     let length = Math.min(windowSize, limit - position);
-    let window = file.readSync(position, length);
+    windowBuffer ??= Buffer.allocUnsafe(length);
+    let window: Buffer | null =
+      windowBuffer.length >= length ? windowBuffer : file.readSync(position, length);
+    if (window === windowBuffer && !file.readIntoSync(position, length, windowBuffer)) window = null;
     if (window === null) return { position, stop: 'invalid', reason: 'the segment could not be read' };
     // A record larger than the window (written with a larger maxMessageSize than today's) is
     // read whole: the window size is a reading choice, never a limit on what is valid.

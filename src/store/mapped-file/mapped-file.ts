@@ -492,6 +492,27 @@ export class MappedFile extends ReferenceResource implements AppendTarget {
     }
   }
 
+  /**
+   * `readSync` into the caller's buffer (a scan reuses one window instead of allocating one per
+   * read). Returns false where `readSync` returns null.
+   */
+  readIntoSync(pos: number, size: number, out: Buffer): boolean {
+    assert.ok(size <= out.length, 'the buffer must hold what is read');
+    if (pos < 0 || size <= 0 || pos + size > this.getReadPosition()) return false;
+    if (!this.hold()) return false;
+    try {
+      let done = 0;
+      while (done < size) {
+        const n = this.#file.readSync(out, done, size - done, pos + done);
+        if (n === 0) return false;
+        done += n;
+      }
+      return true;
+    } finally {
+      this.release();
+    }
+  }
+
   /** Synchronous read of committed bytes (recovery and inspection). */
   readSync(pos: number, size: number): Buffer | null {
     if (pos < 0 || size <= 0 || pos + size > this.getReadPosition()) return null;

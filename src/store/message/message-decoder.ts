@@ -90,8 +90,12 @@ export class RecordHeader {
   physicalOffset = 0;
   sysFlag = 0;
   storeTimestamp = 0;
-  bornTimestamp = 0;
-  preparedTransactionOffset = 0;
+  /**
+   * Where BORNTIMESTAMP and PREPAREDTRANSACTIONOFFSET are in the buffer: read only by whoever
+   * needs them (recovery does not; two int64 reads per record were 5% of its time).
+   */
+  bornTimestampOffset = 0;
+  preparedTransactionOffsetOffset = 0;
   bodyOffset = 0;
   bodyLength = 0;
   /** Where the properties bytes start in the buffer, and how many there are. */
@@ -164,6 +168,32 @@ export function checkRecordHeader(
   }
 }
 
+/**
+ * A DataView over the buffer being checked, kept while the same buffer comes back (a scan checks
+ * every record of one window): DataView reads inline where Buffer's readInt32BE calls do not, and
+ * record checks were a third of recovery's own time.
+ */
+let lastViewBuffer: Buffer | null = null;
+let lastView: DataView = new DataView(new ArrayBuffer(0));
+
+function viewOf(buf: Buffer): DataView {
+  if (buf !== lastViewBuffer) {
+    lastView = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    lastViewBuffer = buf;
+  }
+  return lastView;
+}
+
+/** A big-endian int64 as a number; -1 when negative or past 2^53 (no valid field is). */
+function int64At(view: DataView, pos: number): number {
+  const hi = view.getInt32(pos);
+  if (hi < 0 || hi > INT64_SAFE_HIGH_MAX) return -1;
+  return hi * 4294967296 + view.getUint32(pos + 4);
+}
+
+/** The largest high half of a safe integer (2^53 - 1 >> 32). */
+const INT64_SAFE_HIGH_MAX = 0x1fffff;
+
 function invalidInto(out: RecordHeader, size: number, reason: string): 'invalid' {
   out.size = size;
   out.reason = reason;
@@ -179,20 +209,20 @@ function parseHeader(
   options: CheckOptions,
   out: RecordHeader,
 ): 'record' | 'invalid' {
-  const bodyCRC = buf.readInt32BE(start + 8);
-  const queueId = buf.readInt32BE(start + 12);
-  const queueOffset = readInt64BE(buf, start + 20);
-  const physicalOffset = readInt64BE(buf, start + 28);
-  const sysFlag = buf.readInt32BE(start + 36);
-  const bornTimestamp = readInt64BE(buf, start + 40);
+  const view = viewOf(buf);
+  const bodyCRC = view.getInt32(start + 8);
+  const queueId = view.getInt32(start + 12);
+  const queueOffset = int64At(view, start + 20);
+  const physicalOffset = int64At(view, start + 28);
+  const sysFlag = view.getInt32(start + 36);
   let pos = start + 48 + bornHostLengthOf(sysFlag);
-  const storeTimestamp = readInt64BE(buf, pos);
+  const storeTimestamp = int64At(view, pos);
   pos += 8 + storeHostLengthOf(sysFlag);
   pos += 4; // RECONSUMETIMES
-  const preparedTransactionOffset = readInt64BE(buf, pos);
+  const preparedTransactionOffsetOffset = pos;
   pos += 8;
-  if (Number.isNaN(queueOffset) || Number.isNaN(physicalOffset) || Number.isNaN(storeTimestamp)) {
-    return invalidInto(out, totalSize, 'an int64 field is outside the safe integer range');
+  if (queueOffset < 0 || physicalOffset < 0 || storeTimestamp < 0) {
+    return invalidInto(out, totalSize, 'an int64 field is negative or outside the safe integer range');
   }
   if (options.expectedPhysicalOffset !== undefined && physicalOffset !== options.expectedPhysicalOffset) {
     return invalidInto(
@@ -201,7 +231,7 @@ function parseHeader(
       `PHYSICALOFFSET ${physicalOffset} does not match the record's position ${options.expectedPhysicalOffset}`,
     );
   }
-  const bodyLength = buf.readInt32BE(pos);
+  const bodyLength = view.getInt32(pos);
   pos += 4;
   if (bodyLength < 0 || pos + bodyLength > end)
     return invalidInto(out, totalSize, `body length ${bodyLength} overruns the record`);
@@ -211,13 +241,13 @@ function parseHeader(
     if (crc !== bodyCRC) return invalidInto(out, -1, `body CRC ${crc} does not match BODYCRC ${bodyCRC}`);
   }
   pos += bodyLength;
-  const topicLength = version === 1 ? buf.readInt8(pos) : buf.readInt16BE(pos);
+  const topicLength = version === 1 ? view.getInt8(pos) : view.getInt16(pos);
   pos += version === 1 ? 1 : 2;
   if (topicLength <= 0 || pos + topicLength > end)
     return invalidInto(out, totalSize, `topic length ${topicLength} is invalid`);
   const topicOffset = pos;
   pos += topicLength;
-  const propertiesLength = buf.readInt16BE(pos);
+  const propertiesLength = view.getInt16(pos);
   pos += 2;
   if (propertiesLength < 0 || pos + propertiesLength > end) {
     return invalidInto(out, totalSize, `properties length ${propertiesLength} is invalid`);
@@ -273,8 +303,8 @@ function parseHeader(
   out.physicalOffset = physicalOffset;
   out.sysFlag = sysFlag;
   out.storeTimestamp = storeTimestamp;
-  out.bornTimestamp = bornTimestamp;
-  out.preparedTransactionOffset = preparedTransactionOffset;
+  out.bornTimestampOffset = start + 40;
+  out.preparedTransactionOffsetOffset = preparedTransactionOffsetOffset;
   out.bodyOffset = bodyOffset;
   out.bodyLength = bodyLength;
   out.propertiesOffset = pos;
@@ -380,11 +410,11 @@ export function checkMessageAndReturnSize(
     physicalOffset: scratch.physicalOffset,
     sysFlag: scratch.sysFlag,
     storeTimestamp: scratch.storeTimestamp,
-    bornTimestamp: scratch.bornTimestamp,
+    bornTimestamp: readInt64BE(buf, scratch.bornTimestampOffset),
     tagsCode: tagsString2tagsCode(properties[MessageConst.PROPERTY_TAGS]),
     keys: properties[MessageConst.PROPERTY_KEYS],
     uniqKey: properties[MessageConst.PROPERTY_UNIQ_CLIENT_MESSAGE_ID_KEYIDX],
-    preparedTransactionOffset: scratch.preparedTransactionOffset,
+    preparedTransactionOffset: readInt64BE(buf, scratch.preparedTransactionOffsetOffset),
     properties,
     bodyOffset: scratch.bodyOffset,
     bodyLength: scratch.bodyLength,
