@@ -82,6 +82,8 @@ export class ConsumeQueue {
   /** Byte offset of the first unit still pointing into the commit log. */
   #minLogicOffset = 0;
   readonly #unit = Buffer.alloc(CQ_STORE_UNIT_SIZE_BYTES);
+  /** DataView writes inline; Buffer's writeInt32BE calls do not (a rebuild writes a million units). */
+  readonly #unitView = new DataView(this.#unit.buffer, this.#unit.byteOffset, CQ_STORE_UNIT_SIZE_BYTES);
   /** Units `verifyTail` dropped, still in the file until `applyPendingDiscard`. */
   #pendingDiscard: { readonly file: MappedFile; readonly position: number } | null = null;
 
@@ -278,11 +280,11 @@ export class ConsumeQueue {
       );
       return 'GAP';
     }
-    const unit = this.#unit;
-    writeInt64BE(unit, offset, 0);
-    unit.writeInt32BE(size, 8);
-    writeInt64BE(unit, tagsCode, 12);
-    if (!file.appendBytes(unit)) return 'FAILED';
+    const view = this.#unitView;
+    setInt64(view, 0, offset);
+    view.setInt32(8, size);
+    setInt64(view, 12, tagsCode);
+    if (!file.appendBytes(this.#unit)) return 'FAILED';
     this.#maxPhysicOffset = offset + size;
     return 'PUT_OK';
   }
@@ -455,4 +457,11 @@ export class ConsumeQueue {
     this.#maxPhysicOffset = -1;
     this.#minLogicOffset = 0;
   }
+}
+
+/** A safe integer (negative ones too: tags hash codes) as a big-endian int64. */
+function setInt64(view: DataView, pos: number, value: number): void {
+  const hi = Math.floor(value / 4294967296);
+  view.setInt32(pos, hi);
+  view.setUint32(pos + 4, value - hi * 4294967296);
 }

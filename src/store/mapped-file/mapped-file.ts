@@ -273,7 +273,8 @@ export class MappedFile extends ReferenceResource implements AppendTarget {
     if (this.#wrotePosition + data.length > this.fileSize) return false;
     const region = this.reserve(data.length);
     if (region === null) return false;
-    data.copy(region.buffer, region.offset);
+    // TypedArray.set: for the 20-byte units of a consume queue cheaper than Buffer.copy's native call.
+    region.buffer.set(data, region.offset);
     this.#wrotePosition += data.length;
     if (storeTimestamp > 0) this.#storeTimestamp = storeTimestamp;
     // Raw appends (consume queue units, committed whole) need no boundary per append: one entry
