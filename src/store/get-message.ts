@@ -129,7 +129,7 @@ async function readMessages(
   let removed = 0;
   let scanned = 0;
   let full = false;
-  while (!full && next < maxOffset && scanned < UNITS_SCANNED_MAX) {
+  while (!full && next < maxOffset && scanned < UNITS_SCANNED_MAX && candidates.length < maxMsgNums) {
     // Without a tag filter every unit that is not blank is taken: read no more than are wanted
     // (parsing 800 units for a pull of 32 was most of a read's time).
     const wanted = filter === null ? Math.max(1, maxMsgNums - candidates.length) : UNITS_SCANNED_MAX;

@@ -487,6 +487,29 @@ describe('ConsumeQueueTest: recover and getUnits', () => {
   });
 });
 
+describe('ConsumeQueue read-ahead', () => {
+  it('later pulls are served from the units one read kept, never fewer than the file holds, never stale after a cut', async (t) => {
+    const root = tempDir(t);
+    const queue = openQueue(t, root);
+    putUnits(queue, 0, 5);
+    await persist(queue);
+    assert.deepEqual(await queue.getUnits(0, 2), expectedUnits(0, 2));
+    // Units appended and committed after the read that kept units 0..4: a pull past what was
+    // kept must see them.
+    putUnits(queue, 5, 8);
+    await queue.commit();
+    assert.deepEqual(await queue.getUnits(2, 10), expectedUnits(2, 8));
+    assert.deepEqual(await queue.getUnits(3, 2), expectedUnits(3, 5));
+    // The cut of a recovery: kept units pointing past it must not come back.
+    queue.truncateDirtyLogicFiles(6 * MSG);
+    assert.equal(queue.getMaxOffsetInQueue(), 6);
+    assert.deepEqual(await queue.getUnits(4, 10), expectedUnits(4, 6));
+    putUnits(queue, 6, 7);
+    await queue.commit();
+    assert.deepEqual(await queue.getUnits(6, 1), expectedUnits(6, 7));
+  });
+});
+
 describe('ConsumeQueueStore', () => {
   function openStoreQueues(t: TestContext, root: string): ConsumeQueueStore {
     const config = createMessageStoreConfig({

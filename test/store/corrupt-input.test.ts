@@ -1300,6 +1300,27 @@ describe('corrupt input: a segment of the wrong size', () => {
     }
   });
 
+  it('a middle commit log segment emptied (size 0): refused naming the file, nothing changed (clean and crash)', async (t) => {
+    // A power loss can empty a segment that was never synced; one holding data the checkpoint
+    // says was durable, with valid segments after it, was emptied behind the store.
+    const random = prng(SEED ^ 0x0404);
+    const fixture = await sharedFixture('default');
+    const names = segmentNames(fixture.root);
+    assert.ok(names.length >= 4, why('several segments'));
+    const middle = names[randomInt(random, 1, names.length - 1)] as string;
+    for (const mode of MODES) {
+      const copy = cloneFixture(t, fixture, mode);
+      await expectRefusedThenRepair(
+        t,
+        copy,
+        `${mode}: ${middle} emptied`,
+        () => resize(path.join(commitLogDir(copy.root), middle), 0),
+        new RegExp(middle),
+      );
+      assertRepaired(fixture, copy, mode);
+    }
+  });
+
   for (const mode of MODES) {
     it(`a consume queue file of the wrong size, in each queue in turn: the queue is rebuilt from the commit log, every message readable (${mode})`, async (t) => {
       // Every queue in turn: whether recovery notices depends on which queue lost its file (the

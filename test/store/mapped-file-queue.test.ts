@@ -572,9 +572,9 @@ describe('MappedFileQueue', () => {
       assert.ok(!fs.existsSync(segmentPath(dir, 2 * FILE_SIZE)));
     });
 
-    it('with extendEmptySegments (the commit log), extends a zero-length segment before others and lists it', (t) => {
+    it('with keepEmptySegments (the commit log), keeps a zero-length segment before others as it is and lists it', (t) => {
       // A power loss can keep a later pre-created segment while losing the size of an earlier one
-      // that was never synced: recovery must get to see the files, and cut.
+      // that was never synced: the commit log's recovery gets to see the files and decides.
       const dir = tempDir(t);
       writeSegment(dir, 0, 0);
       writeSegment(dir, FILE_SIZE, FILE_SIZE);
@@ -586,26 +586,38 @@ describe('MappedFileQueue', () => {
         mappedFileSize: FILE_SIZE,
         io: nodeStoreIO,
         pool,
-        extendEmptySegments: true,
+        keepEmptySegments: true,
       });
       t.after(() => queue.shutdown());
       queue.load();
       assert.deepEqual(offsets(queue), [0, FILE_SIZE, 2 * FILE_SIZE, 3 * FILE_SIZE]);
-      assert.deepEqual(
-        queue.extendedFiles.map((f) => [f.fileName, f.sizeBytes]),
-        [
-          [segmentPath(dir, 0), 0],
-          [segmentPath(dir, 2 * FILE_SIZE), 0],
-        ],
-      );
-      for (const offset of [0, 2 * FILE_SIZE]) {
-        const bytes = fs.readFileSync(segmentPath(dir, offset));
-        assert.equal(bytes.length, FILE_SIZE);
-        assert.ok(bytes.every((b) => b === 0));
-      }
+      assert.deepEqual(queue.emptySegments, [segmentPath(dir, 0), segmentPath(dir, 2 * FILE_SIZE)]);
+      assert.deepEqual(queue.extendedFiles, []);
+      for (const offset of [0, 2 * FILE_SIZE]) assert.equal(fs.statSync(segmentPath(dir, offset)).size, 0);
     });
 
-    it('with extendEmptySegments, still refuses a short (not empty) segment before others', (t) => {
+    it('a load that refuses changes nothing: no trailing empty file deleted, no short file extended', (t) => {
+      const dir = tempDir(t);
+      writeSegment(dir, 0, FILE_SIZE);
+      writeSegment(dir, FILE_SIZE, 0);
+      writeSegment(dir, 2 * FILE_SIZE, FILE_SIZE - 100);
+      writeSegment(dir, 4 * FILE_SIZE, FILE_SIZE); // segment 3 missing
+      writeSegment(dir, 5 * FILE_SIZE, 0);
+      const pool = new WriteBufferPool(FILE_SIZE, POOL_BUFFERS);
+      const queue = createQueue({
+        storePath: dir,
+        mappedFileSize: FILE_SIZE,
+        io: nodeStoreIO,
+        pool,
+        keepEmptySegments: true,
+      });
+      t.after(() => queue.shutdown());
+      assert.throws(() => queue.load(), isInvalidFileError);
+      const sizes = [0, 1, 2, 4, 5].map((i) => fs.statSync(segmentPath(dir, i * FILE_SIZE)).size);
+      assert.deepEqual(sizes, [FILE_SIZE, 0, FILE_SIZE - 100, FILE_SIZE, 0]);
+    });
+
+    it('with keepEmptySegments, still refuses a short (not empty) segment before others', (t) => {
       const dir = tempDir(t);
       writeSegment(dir, 0, FILE_SIZE);
       writeSegment(dir, FILE_SIZE, FILE_SIZE - 512);
@@ -616,7 +628,7 @@ describe('MappedFileQueue', () => {
         mappedFileSize: FILE_SIZE,
         io: nodeStoreIO,
         pool,
-        extendEmptySegments: true,
+        keepEmptySegments: true,
       });
       t.after(() => queue.shutdown());
       assert.throws(() => queue.load(), isInvalidFileError);

@@ -27,7 +27,7 @@ export function createQueue(options: {
   pool: WriteBufferPool;
   allocator?: AllocateMappedFileService;
   isCutShort?: (filePath: string, sizeBytes: number) => boolean;
-  extendEmptySegments?: boolean;
+  keepEmptySegments?: boolean;
 }): MappedFileQueue {
   return new MappedFileQueue({
     storePath: options.storePath,
@@ -37,9 +37,7 @@ export function createQueue(options: {
     allocateMappedFileService: options.allocator ?? null,
     logger: silentLogger,
     ...(options.isCutShort === undefined ? {} : { isCutShort: options.isCutShort }),
-    ...(options.extendEmptySegments === undefined
-      ? {}
-      : { extendEmptySegments: options.extendEmptySegments }),
+    ...(options.keepEmptySegments === undefined ? {} : { keepEmptySegments: options.keepEmptySegments }),
   });
 }
 

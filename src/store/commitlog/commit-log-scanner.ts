@@ -1,5 +1,10 @@
 import type { MappedFile } from '../mapped-file/mapped-file.js';
-import { checkMessageAndReturnSize, checkRecordHeader, RecordHeader } from '../message/message-decoder.js';
+import {
+  checkMessageAndReturnSize,
+  checkRecordHeader,
+  forgetCheckedBuffer,
+  RecordHeader,
+} from '../message/message-decoder.js';
 import {
   END_FILE_MIN_BLANK_LENGTH_BYTES,
   MESSAGE_MAGIC_CODE_V1,
@@ -46,6 +51,20 @@ export function scanSegment(
   options: ScanOptions,
   onRecord: (header: RecordHeader, window: Buffer) => boolean,
   limit: number = file.getReadPosition(),
+): ScanEnd {
+  try {
+    return scanWindows(file, startPosition, options, onRecord, limit);
+  } finally {
+    forgetCheckedBuffer();
+  }
+}
+
+function scanWindows(
+  file: MappedFile,
+  startPosition: number,
+  options: ScanOptions,
+  onRecord: (header: RecordHeader, window: Buffer) => boolean,
+  limit: number,
 ): ScanEnd {
   const windowSize = Math.max(options.windowSizeBytes, 64 * 1024);
   const header = new RecordHeader();

@@ -235,7 +235,7 @@ export class CommitLog {
       allocateMappedFileService: this.#allocator,
       logger,
       isCutShort: (filePath, sizeBytes) => isCommitLogSegmentCutShort(io, filePath, sizeBytes),
-      extendEmptySegments: true,
+      keepEmptySegments: true,
     });
     const defaultStoreHost = parseHost(config.storeHost);
     if (defaultStoreHost === null) {
@@ -312,7 +312,26 @@ export class CommitLog {
       forceVerifyPropCRC: this.#config.forceVerifyPropCRC,
       windowSizeBytes: SCAN_WINDOW_SIZE_DEFAULT_BYTES,
     };
-    const startIndex = this.#recoverStartIndex(lastExitOK, dispatchFrom);
+    // Segments found empty before others (MappedFileQueue.load kept them): a power loss lost
+    // the size of a segment never synced while a later, pre-created one was synced. After a
+    // clean shutdown every size was synced, so one is damage. After a crash the scan must reach
+    // the first of them, starting at the segment before it, so a stop there is judged on what
+    // came before (refused below when later data was durable).
+    const emptyIndexes = mfq.emptySegments
+      .map((fileName) => files.findIndex((file) => file.fileName === fileName))
+      .filter((i) => i >= 0);
+    const firstEmpty = emptyIndexes.length === 0 ? -1 : Math.min(...emptyIndexes);
+    if (firstEmpty >= 0 && lastExitOK) {
+      throw new StoreError(
+        'ERR_STORE_FILE_INVALID',
+        `segment ${(files[firstEmpty] as MappedFile).fileName} was empty, with segments after it, after a clean ` +
+          'shutdown (which syncs every segment): it was emptied behind the store. Refusing to open rather than ' +
+          'serve a log with a hole; restore the segment, then reopen.',
+      );
+    }
+    let startIndex = this.#recoverStartIndex(lastExitOK, dispatchFrom);
+    if (firstEmpty >= 0) startIndex = Math.min(startIndex, Math.max(0, firstEmpty - 1));
+    const emptyFiles = new Set(emptyIndexes.map((i) => files[i] as MappedFile));
     const dispatchAll = !lastExitOK;
     let messagesScanned = 0;
     let lastStoreTimestamp = 0;
@@ -339,7 +358,10 @@ export class CommitLog {
         processOffset = file.fileFromOffset + fileSize;
         continue;
       }
-      if (end.stop === 'invalid' && !this.#isZeroTail(file, end.position)) {
+      if (
+        end.stop === 'invalid' &&
+        (!this.#isZeroTail(file, end.position) || (end.position === 0 && emptyFiles.has(file)))
+      ) {
         stopReason = end.reason;
         this.#refuseToCutDurableData(
           lastExitOK,
@@ -360,6 +382,8 @@ export class CommitLog {
     // before `flushedWhere` claims they are durable (cheap for files with nothing dirty).
     for (const file of mfq.getMappedFiles()) file.datasyncForRecovery();
     this.dispatchRing.reset(processOffset);
+    // An empty segment the cut kept was sized by it: extended too.
+    for (const file of emptyFiles) if (mfq.getMappedFiles().includes(file)) extendedFiles.push(file.fileName);
     return {
       maxPhyOffset: processOffset,
       scanFromOffset: startFile.fileFromOffset,
@@ -560,7 +584,8 @@ export class CommitLog {
   /** Zeroes a segment from `position` to its end; returns how many bytes of data that cut. */
   #discardTail(file: MappedFile, position: number): number {
     const cut = this.#countTailBytes(file, position);
-    if (cut > 0) file.discardAfter(position);
+    // A segment found empty at load is sized here, by the same truncate and re-extend.
+    if (cut > 0 || file.diskSizeSync() !== file.fileSize) file.discardAfter(position);
     return cut;
   }
 

@@ -79,6 +79,8 @@ export class ConsumeQueue {
   readonly #logger: Logger;
   /** End (offset + size) of the message of the highest unit, -1 with none. */
   #maxPhysicOffset = -1;
+  /** Units read by the last `getUnits` that went to the file (see there). */
+  #readAhead: { readonly logicOffset: number; readonly bytes: Buffer } | null = null;
   /** Byte offset of the first unit still pointing into the commit log. */
   #minLogicOffset = 0;
   readonly #unit = Buffer.alloc(CQ_STORE_UNIT_SIZE_BYTES);
@@ -116,6 +118,7 @@ export class ConsumeQueue {
    * fill the hole. Returns whether it zeroed anything.
    */
   recover(afterCrash: boolean): boolean {
+    this.#readAhead = null;
     const files = this.mappedFileQueue.getMappedFiles();
     if (files.length === 0) return false;
     let index = Math.max(0, files.length - 3);
@@ -204,6 +207,7 @@ export class ConsumeQueue {
       dropped++;
     }
     if (dropped === 0) return 0;
+    this.#readAhead = null;
     file.setPositions(position);
     const where = file.fileFromOffset + position;
     mfq.flushedWhere = Math.min(mfq.flushedWhere, where);
@@ -326,19 +330,47 @@ export class ConsumeQueue {
   /**
    * Reads `count` units from queue offset `start` (only committed ones; fewer at the end of a
    * file or of the queue). Empty when none can be read.
+   *
+   * A consumer reads on from where its last pull ended: each read takes up to
+   * READ_AHEAD_UNITS units and keeps them, and the next pulls are served from those bytes (a
+   * pread costs a thread-pool round trip). Units are written once and never change while the
+   * store runs (recovery, which cuts them, drops the kept bytes), so kept units stay true; a
+   * pull that wants more than they hold, while the file has more, reads again.
    */
   async getUnits(start: number, count: number): Promise<ConsumeQueueUnit[]> {
-    const mfq = this.mappedFileQueue;
     const logicOffset = start * CQ_STORE_UNIT_SIZE_BYTES;
-    const file = mfq.findMappedFileByOffset(logicOffset);
+    const file = this.mappedFileQueue.findMappedFileByOffset(logicOffset);
     if (file === null) return [];
-    const position = logicOffset - file.fileFromOffset;
-    const readable = Math.min(file.getReadPosition() - position, count * CQ_STORE_UNIT_SIZE_BYTES);
-    if (readable < CQ_STORE_UNIT_SIZE_BYTES) return [];
-    const bytes = await file.selectMappedBuffer(position, readable - (readable % CQ_STORE_UNIT_SIZE_BYTES));
-    if (bytes === null) return [];
+    const ahead = this.#readAhead;
+    const aheadEnd = ahead === null ? -1 : ahead.logicOffset + ahead.bytes.length;
+    let bytes: Buffer;
+    let from: number;
+    if (
+      ahead !== null &&
+      logicOffset >= ahead.logicOffset &&
+      logicOffset + CQ_STORE_UNIT_SIZE_BYTES <= aheadEnd &&
+      // All that was asked for, or all the file holds readable: never fewer than a read gives.
+      (logicOffset + count * CQ_STORE_UNIT_SIZE_BYTES <= aheadEnd ||
+        aheadEnd >= file.fileFromOffset + file.getReadPosition())
+    ) {
+      bytes = ahead.bytes;
+      from = logicOffset - ahead.logicOffset;
+    } else {
+      const position = logicOffset - file.fileFromOffset;
+      const readable = Math.min(
+        file.getReadPosition() - position,
+        Math.max(count, READ_AHEAD_UNITS) * CQ_STORE_UNIT_SIZE_BYTES,
+      );
+      if (readable < CQ_STORE_UNIT_SIZE_BYTES) return [];
+      const read = await file.selectMappedBuffer(position, readable - (readable % CQ_STORE_UNIT_SIZE_BYTES));
+      if (read === null) return [];
+      this.#readAhead = { logicOffset, bytes: read };
+      bytes = read;
+      from = 0;
+    }
     const units: ConsumeQueueUnit[] = [];
-    for (let pos = 0; pos + CQ_STORE_UNIT_SIZE_BYTES <= bytes.length; pos += CQ_STORE_UNIT_SIZE_BYTES) {
+    const end = Math.min(bytes.length, from + count * CQ_STORE_UNIT_SIZE_BYTES);
+    for (let pos = from; pos + CQ_STORE_UNIT_SIZE_BYTES <= end; pos += CQ_STORE_UNIT_SIZE_BYTES) {
       units.push({
         commitLogOffset: readInt64BE(bytes, pos),
         size: bytes.readInt32BE(pos + 8),
@@ -353,6 +385,7 @@ export class ConsumeQueue {
    * commit log was cut there), whole files first, then within the last file.
    */
   truncateDirtyLogicFiles(phyOffset: number): void {
+    this.#readAhead = null;
     const mfq = this.mappedFileQueue;
     // Nothing points past the cut (blank units never do): the common case, no reading needed.
     if (this.#maxPhysicOffset <= phyOffset) return;
@@ -453,11 +486,15 @@ export class ConsumeQueue {
   }
 
   destroy(): void {
+    this.#readAhead = null;
     this.mappedFileQueue.destroy();
     this.#maxPhysicOffset = -1;
     this.#minLogicOffset = 0;
   }
 }
+
+/** Units one read of a consume queue takes, for the pulls that follow (16 KiB). */
+const READ_AHEAD_UNITS = 800;
 
 /** A safe integer (negative ones too: tags hash codes) as a big-endian int64. */
 function setInt64(view: DataView, pos: number, value: number): void {

@@ -37,12 +37,13 @@ export interface MappedFileQueueOptions {
    */
   readonly isCutShort?: (filePath: string, sizeBytes: number) => boolean;
   /**
-   * Whether a zero-length segment before others is extended with zeros (see `load`) rather than
-   * refused. The commit log's segments are created by the allocator one ahead and synced on their
-   * own, so a power loss can keep the later one and lose the size of the earlier; a consume
-   * queue is rebuilt from the log instead.
+   * Whether a zero-length segment before others is kept (opened as it is, listed in
+   * `emptySegments`) rather than refused. The commit log's segments are created by the allocator
+   * one ahead and synced on their own, so a power loss can keep the later one and lose the size
+   * of the earlier; its recovery decides (it cuts there, or refuses). A consume queue is rebuilt
+   * from the log instead.
    */
-  readonly extendEmptySegments?: boolean;
+  readonly keepEmptySegments?: boolean;
 }
 
 export class MappedFileQueue {
@@ -60,7 +61,7 @@ export class MappedFileQueue {
   readonly #allocator: AllocateMappedFileService | null;
   readonly #logger: Logger;
   readonly #isCutShort: (filePath: string, sizeBytes: number) => boolean;
-  readonly #extendEmptySegments: boolean;
+  readonly #keepEmptySegments: boolean;
   #mappedFiles: MappedFile[] = [];
   /** RocketMQ marks commit and flush `synchronized`; these chains do the same for async calls. */
   #commitChain: Promise<unknown> = Promise.resolve();
@@ -69,6 +70,8 @@ export class MappedFileQueue {
   #flushesQueued = 0;
   /** Last segments found shorter than `mappedFileSize` at load and extended with zeros. */
   readonly extendedFiles: { readonly fileName: string; readonly sizeBytes: number }[] = [];
+  /** Zero-length segments before others, kept as they are (`keepEmptySegments`). */
+  readonly emptySegments: string[] = [];
   /** Why the last segment creation failed (for the put result). */
   lastCreateError: Error | null = null;
 
@@ -80,19 +83,20 @@ export class MappedFileQueue {
     this.#allocator = options.allocateMappedFileService ?? null;
     this.#logger = options.logger;
     this.#isCutShort = options.isCutShort ?? (() => false);
-    this.#extendEmptySegments = options.extendEmptySegments ?? false;
+    this.#keepEmptySegments = options.keepEmptySegments ?? false;
   }
 
   /**
    * Opens every segment in the directory (creating the directory if needed). Zero-length files at
    * the end are deleted (a crash during creation, RocketMQ #6904). A shorter LAST file after
    * full-size ones (or with data cut off by its end) is extended with zeros and listed in
-   * `extendedFiles`; so is, with `extendEmptySegments`, a zero-length file before others: a
-   * power loss can lose the size of a segment whose ftruncate was never synced while a later,
-   * pre-created one was, and such a segment never held durable data (every flush syncs its
-   * size). Recovery then cuts where the data ends (and refuses when that would cut data the
-   * checkpoint says was durable). Any other file of the wrong size, or a missing segment
-   * between two others, fails the load with `ERR_STORE_FILE_INVALID`.
+   * `extendedFiles`; recovery then cuts where its data ends. With `keepEmptySegments`, a
+   * zero-length file before others is opened as it is and listed in `emptySegments`: a power
+   * loss can lose the size of a segment whose ftruncate was never synced while a later,
+   * pre-created one was synced (such a segment never held durable data: every flush syncs its
+   * size), and the commit log's recovery decides what that means. Any other file of the wrong
+   * size, or a missing segment between two others, fails the load with `ERR_STORE_FILE_INVALID`.
+   * Every check comes before any change.
    */
   load(): void {
     this.#io.mkdirSync(this.storePath);
@@ -104,66 +108,82 @@ export class MappedFileQueue {
         return false;
       })
       .sort();
-    // Trailing zero-length files: deleted, last first.
-    while (names.length > 0) {
-      const filePath = path.join(this.storePath, names.at(-1) as string);
+    // First every check, then any change: a load that refuses leaves the directory as it was.
+    const segments: { filePath: string; size: number }[] = [];
+    for (const name of names) {
+      const filePath = path.join(this.storePath, name);
       const stat = this.#io.statSync(filePath);
-      if (stat === null || stat.isDirectory || stat.size !== 0) break;
+      if (stat === null || stat.isDirectory) continue;
+      segments.push({ filePath, size: stat.size });
+    }
+    let kept = segments.length;
+    while (kept > 0 && (segments[kept - 1] as { size: number }).size === 0) kept--;
+    const toExtend: { filePath: string; size: number }[] = [];
+    const emptyKept: string[] = [];
+    for (let i = 0; i < kept; i++) {
+      const { filePath, size } = segments[i] as { filePath: string; size: number };
+      const offset = Number(path.basename(filePath));
+      if (offset % this.mappedFileSize !== 0) {
+        throw new StoreError(
+          'ERR_STORE_FILE_INVALID',
+          `segment ${filePath} starts at ${offset}, not a multiple of mappedFileSize ${this.mappedFileSize}`,
+        );
+      }
+      if (i > 0) {
+        const expected =
+          Number(path.basename((segments[i - 1] as { filePath: string }).filePath)) + this.mappedFileSize;
+        if (expected !== offset) {
+          throw new StoreError(
+            'ERR_STORE_FILE_INVALID',
+            `segment ${offset2FileName(expected)} is missing in ${this.storePath}`,
+          );
+        }
+      }
+      if (size === this.mappedFileSize) continue;
+      if (size === 0 && this.#keepEmptySegments) {
+        emptyKept.push(filePath);
+        continue;
+      }
+      // Cut short behind the store's back (segments are pre-sized when created): extended with
+      // zeros, so recovery finds where its data ends and cuts there, and says so. Only when that
+      // is certain: last after full-size segments, or with data cut off by the end of the file.
+      // A first file that ends cleanly may be a different mappedFileSize: refused.
+      const last = i === kept - 1;
+      const extend = size < this.mappedFileSize && last && (i > 0 || this.#isCutShort(filePath, size));
+      if (!extend) {
+        throw new StoreError(
+          'ERR_STORE_FILE_INVALID',
+          `segment ${filePath} is ${size} bytes but mappedFileSize is ${this.mappedFileSize}`,
+        );
+      }
+      toExtend.push({ filePath, size });
+    }
+    for (const { filePath } of segments.slice(kept).reverse()) {
       this.#logger.warn({ filePath }, 'deleting a zero-length last segment (a crash during its creation)');
       this.#io.unlinkSync(filePath);
       this.#io.fsyncDirectorySync(this.storePath);
-      names.pop();
+    }
+    for (const { filePath, size } of toExtend) {
+      this.#logger.warn(
+        { filePath, size, mappedFileSize: this.mappedFileSize },
+        'a segment is shorter than mappedFileSize; extending it with zeros for recovery',
+      );
+      const handle = this.#io.openSync(filePath, 'read-write');
+      try {
+        handle.truncateSync(this.mappedFileSize);
+        handle.datasyncSync();
+      } finally {
+        handle.closeSync();
+      }
+      this.extendedFiles.push({ fileName: filePath, sizeBytes: size });
+    }
+    for (const filePath of emptyKept) {
+      this.#logger.warn({ filePath }, 'a segment before others is empty (its size lost in a power loss?)');
+      this.emptySegments.push(filePath);
     }
     const files: MappedFile[] = [];
     try {
-      for (let i = 0; i < names.length; i++) {
-        const name = names[i] as string;
-        const filePath = path.join(this.storePath, name);
-        const stat = this.#io.statSync(filePath);
-        if (stat === null || stat.isDirectory) continue;
-        const offset = Number(name);
-        if (offset % this.mappedFileSize !== 0) {
-          throw new StoreError(
-            'ERR_STORE_FILE_INVALID',
-            `segment ${filePath} starts at ${offset}, not a multiple of mappedFileSize ${this.mappedFileSize}`,
-          );
-        }
-        const previous = files.at(-1);
-        if (previous !== undefined && previous.fileFromOffset + this.mappedFileSize !== offset) {
-          throw new StoreError(
-            'ERR_STORE_FILE_INVALID',
-            `segment ${offset2FileName(previous.fileFromOffset + this.mappedFileSize)} is missing in ${this.storePath}`,
-          );
-        }
-        const last = i === names.length - 1;
-        if (
-          stat.size < this.mappedFileSize &&
-          ((stat.size === 0 && this.#extendEmptySegments) ||
-            (last && (files.length > 0 || this.#isCutShort(filePath, stat.size))))
-        ) {
-          // Cut short behind the store's back, or its size lost in a power loss (segments are
-          // pre-sized when created): extend it with zeros, so recovery finds where its data ends
-          // and cuts there, and say so. Only when that is certain: empty, or last after
-          // full-size segments, or with data cut off by the end of the file. A first file that
-          // ends cleanly may be a different mappedFileSize: refused.
-          this.#logger.warn(
-            { filePath, size: stat.size, mappedFileSize: this.mappedFileSize },
-            'a segment is shorter than mappedFileSize; extending it with zeros for recovery',
-          );
-          const handle = this.#io.openSync(filePath, 'read-write');
-          try {
-            handle.truncateSync(this.mappedFileSize);
-            handle.datasyncSync();
-          } finally {
-            handle.closeSync();
-          }
-          this.extendedFiles.push({ fileName: filePath, sizeBytes: stat.size });
-        } else if (stat.size !== this.mappedFileSize) {
-          throw new StoreError(
-            'ERR_STORE_FILE_INVALID',
-            `segment ${filePath} is ${stat.size} bytes but mappedFileSize is ${this.mappedFileSize}`,
-          );
-        }
+      for (const { filePath } of segments.slice(0, kept)) {
         files.push(MappedFile.open(this.#io, filePath, this.mappedFileSize, this.#pool));
       }
     } catch (err) {
@@ -512,8 +532,20 @@ export class MappedFileQueue {
   }
 
   /** Closes every file, keeping them on disk. */
+  /**
+   * Closes every segment; one that fails to close (a dead disk) does not keep the others open.
+   * Throws the first failure once all were tried.
+   */
   shutdown(): void {
-    for (const file of this.#mappedFiles) file.close();
+    let failure: unknown = null;
+    for (const file of this.#mappedFiles) {
+      try {
+        file.close();
+      } catch (err) {
+        failure ??= err;
+      }
+    }
+    if (failure !== null) throw failure;
   }
 
   /** Deletes every file and the directory's contents (tests, topic deletion). */

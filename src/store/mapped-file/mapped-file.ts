@@ -558,6 +558,11 @@ export class MappedFile extends ReferenceResource implements AppendTarget {
    * truncating the file there and pre-sizing it again. A stale record behind a recovery cut can
    * then never be mistaken for a live one by a later recovery. Costs no data writes.
    */
+  /** The file's size on disk (a segment found empty at load is shorter until recovery cuts it). */
+  diskSizeSync(): number {
+    return this.#file.sizeSync();
+  }
+
   discardAfter(position: number): void {
     assert.ok(position >= 0 && position <= this.fileSize, 'a discard must start within the file');
     assert.ok(!this.hasUncommittedData(), 'discard only before appends resume');

@@ -176,6 +176,12 @@ export function checkRecordHeader(
 let lastViewBuffer: Buffer | null = null;
 let lastView: DataView = new DataView(new ArrayBuffer(0));
 
+/** Drops the kept view (a scan calls it when done, so its window is not kept alive). */
+export function forgetCheckedBuffer(): void {
+  lastViewBuffer = null;
+  lastView = new DataView(new ArrayBuffer(0));
+}
+
 function viewOf(buf: Buffer): DataView {
   if (buf !== lastViewBuffer) {
     lastView = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
