@@ -164,7 +164,7 @@ export async function recoverStore(options: {
   // deleted: with the log still starting at 0, every queue starts at queue offset 0.
   const minPhyOffset = Math.max(0, commitLog.getMinOffset());
   let scanStartsAtLogStart = false;
-  const commitLogReport = commitLog.recover({
+  const commitLogReport = await commitLog.recover({
     lastExitOK,
     dispatchFrom,
     onScanStart: (fromOffset) => {

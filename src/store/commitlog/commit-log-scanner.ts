@@ -130,6 +130,175 @@ function scanWindows(
 }
 
 /**
+ * Room kept in front of each read-ahead window for the bytes of a record the previous window cut
+ * off; a longer cut-off record (a body of megabytes straddling a window end) is read again
+ * synchronously instead.
+ */
+const READ_AHEAD_HEADROOM_BYTES = 1024 * 1024;
+
+/** What `scanSegmentAsync` reads next while it checks the current window. */
+interface ReadAhead {
+  /** Segment position of the first byte read, and how many. */
+  readonly start: number;
+  readonly length: number;
+  /** The buffer read into, at READ_AHEAD_HEADROOM_BYTES (the headroom takes a cut-off record). */
+  readonly buffer: Buffer;
+  readonly done: Promise<boolean>;
+}
+
+/**
+ * `scanSegment` for recovery: the same walk and the same results, but each window's successor is
+ * read on the thread pool while the current one is checked, so reading and checking overlap (on
+ * two cores, reading a gigabyte costs about as much as checking its CRCs). A record the window
+ * cut off is joined to the next window in that window's headroom.
+ */
+export async function scanSegmentAsync(
+  file: MappedFile,
+  startPosition: number,
+  options: ScanOptions,
+  onRecord: (header: RecordHeader, window: Buffer) => boolean,
+  limit: number = file.getReadPosition(),
+): Promise<ScanEnd> {
+  const windowSize = Math.max(options.windowSizeBytes, 64 * 1024);
+  // One window holds it all: nothing to overlap.
+  if (limit - startPosition <= windowSize) return scanSegment(file, startPosition, options, onRecord, limit);
+  const headroom = Math.min(READ_AHEAD_HEADROOM_BYTES, windowSize);
+  const buffers = [
+    Buffer.allocUnsafe(headroom + windowSize),
+    Buffer.allocUnsafe(headroom + windowSize),
+  ] as const;
+  let ahead: ReadAhead | null = null;
+  try {
+    return await scanWithReadAhead(
+      file,
+      startPosition,
+      options,
+      onRecord,
+      limit,
+      windowSize,
+      headroom,
+      buffers,
+      (a) => {
+        ahead = a;
+      },
+    );
+  } finally {
+    forgetCheckedBuffer();
+    // A read still in flight finishes before the caller may cut or close the file.
+    const pending = ahead as ReadAhead | null;
+    if (pending !== null) await pending.done.catch(() => false);
+  }
+}
+
+async function scanWithReadAhead(
+  file: MappedFile,
+  startPosition: number,
+  options: ScanOptions,
+  onRecord: (header: RecordHeader, window: Buffer) => boolean,
+  limit: number,
+  windowSize: number,
+  headroom: number,
+  buffers: readonly [Buffer, Buffer],
+  setAhead: (ahead: ReadAhead | null) => void,
+): Promise<ScanEnd> {
+  const header = new RecordHeader();
+  const checkOptions = {
+    checkCRC: options.checkCRC,
+    forceVerifyPropCRC: options.forceVerifyPropCRC,
+    expectedPhysicalOffset: 0,
+  };
+  let position = startPosition;
+  let ahead: ReadAhead | null = null;
+  /** The current window and the buffer behind it (the next read goes to the other one). */
+  let window: Buffer | null = null;
+  let windowBacking: Buffer | null = null;
+  let length = 0;
+  let previous: { readonly window: Buffer; readonly end: number } | null = null;
+  while (position < limit) {
+    if (limit === file.fileSize && limit - position < END_FILE_MIN_BLANK_LENGTH_BYTES) {
+      return { position, stop: 'blank', reason: null };
+    }
+    window = null;
+    if (ahead !== null) {
+      const read: ReadAhead = ahead;
+      ahead = null;
+      setAhead(null);
+      const ok = await read.done;
+      const carried = read.start - position;
+      if (ok && previous !== null && previous.end === read.start && carried >= 0 && carried <= headroom) {
+        // The cut-off bytes go in front of the read-ahead bytes: one contiguous window.
+        previous.window.copy(read.buffer, headroom - carried, previous.window.length - carried);
+        window = read.buffer.subarray(headroom - carried, headroom + read.length);
+        windowBacking = read.buffer;
+        length = window.length;
+      }
+    }
+    if (window === null) {
+      length = Math.min(windowSize, limit - position);
+      const target: Buffer = windowBacking === buffers[0] ? buffers[1] : buffers[0];
+      if (!file.readIntoSync(position, length, target.subarray(headroom))) {
+        return { position, stop: 'invalid', reason: 'the segment could not be read' };
+      }
+      window = target.subarray(headroom, headroom + length);
+      windowBacking = target;
+    }
+    let current: Buffer = window;
+    // A record larger than the window is read whole, as `scanSegment` does.
+    const claimed = length >= 8 ? current.readInt32BE(0) : 0;
+    const magic = length >= 8 ? current.readInt32BE(4) : 0;
+    if (
+      claimed > length &&
+      position + claimed <= limit &&
+      (magic === MESSAGE_MAGIC_CODE_V1 || magic === MESSAGE_MAGIC_CODE_V2)
+    ) {
+      length = claimed;
+      const whole = file.readSync(position, length);
+      windowBacking = null;
+      if (whole === null) return { position, stop: 'invalid', reason: 'the segment could not be read' };
+      current = whole;
+    }
+    const windowEnd = position + length;
+    if (windowEnd < limit) {
+      const target: Buffer = windowBacking === buffers[0] ? buffers[1] : buffers[0];
+      const nextLength = Math.min(windowSize, limit - windowEnd);
+      ahead = {
+        start: windowEnd,
+        length: nextLength,
+        buffer: target,
+        done: file.readInto(windowEnd, nextLength, target, headroom),
+      };
+      setAhead(ahead);
+    }
+    const moreAfterWindow = windowEnd < limit;
+    let offset = 0;
+    while (offset < length) {
+      const left = length - offset;
+      if (moreAfterWindow && offset > 0) {
+        if (left < 8) break;
+        const size = current.readInt32BE(offset);
+        if (size > left && position + offset + size <= limit) break;
+      }
+      checkOptions.expectedPhysicalOffset = file.fileFromOffset + position + offset;
+      const kind = checkRecordHeader(current, offset, length, checkOptions, header);
+      if (kind === 'blank') {
+        if (position + offset + header.size !== file.fileSize) {
+          const reason = `BLANK record of ${header.size} bytes does not end at the end of the segment`;
+          return { position: position + offset, stop: 'invalid', reason };
+        }
+        return { position: position + offset, stop: 'blank', reason: null };
+      }
+      if (kind === 'invalid') return { position: position + offset, stop: 'invalid', reason: header.reason };
+      const keepGoing = onRecord(header, current);
+      offset += header.size;
+      if (!keepGoing) return { position: position + offset, stop: 'callback', reason: null };
+    }
+    previous = { window: current, end: windowEnd };
+    position += offset;
+  }
+  return { position, stop: 'limit', reason: null };
+}
+
+/**
  * True when the record at `position` of `file` is valid: where it says it is, with a good body CRC.
  * (Never the whole-record CRC: this asks whether real data is there, and records written before
  * `forceVerifyPropCRC` was turned on have none.)

@@ -55,6 +55,7 @@ import {
   isValidRecordAt,
   SCAN_WINDOW_SIZE_DEFAULT_BYTES,
   scanSegment,
+  scanSegmentAsync,
 } from './commit-log-scanner.js';
 import { CommitRealTimeService } from './commit-real-time-service.js';
 import { DispatchRing } from './dispatch-ring.js';
@@ -288,7 +289,7 @@ export class CommitLog {
    * `onRecord` gets the records at or after `dispatchFrom` (every scanned one after a crash).
    * Queue offsets are not rebuilt here: the caller sets them from the consume queues.
    */
-  recover(options: CommitLogRecoverOptions): CommitLogRecoveryReport {
+  async recover(options: CommitLogRecoverOptions): Promise<CommitLogRecoveryReport> {
     const { lastExitOK, dispatchFrom, onRecord } = options;
     const mfq = this.mappedFileQueue;
     const files = mfq.getMappedFiles();
@@ -341,7 +342,7 @@ export class CommitLog {
     let stopReason: string | null = null;
     for (let index = startIndex; index < files.length; index++) {
       const file = files[index] as MappedFile;
-      const end = scanSegment(
+      const end = await scanSegmentAsync(
         file,
         0,
         scanOptions,

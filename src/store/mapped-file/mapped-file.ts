@@ -514,6 +514,27 @@ export class MappedFile extends ReferenceResource implements AppendTarget {
     }
   }
 
+  /**
+   * `readIntoSync` on the thread pool, into `out` at `outOffset` (a recovery scan reads its next
+   * window while it checks the current one).
+   */
+  async readInto(pos: number, size: number, out: Buffer, outOffset: number): Promise<boolean> {
+    assert.ok(outOffset + size <= out.length, 'the buffer must hold what is read');
+    if (pos < 0 || size <= 0 || pos + size > this.getReadPosition()) return false;
+    if (!this.hold()) return false;
+    try {
+      let done = 0;
+      while (done < size) {
+        const n = await this.#file.read(out, outOffset + done, size - done, pos + done);
+        if (n === 0) return false;
+        done += n;
+      }
+      return true;
+    } finally {
+      this.release();
+    }
+  }
+
   /** Synchronous read of committed bytes (recovery and inspection). */
   readSync(pos: number, size: number): Buffer | null {
     if (pos < 0 || size <= 0 || pos + size > this.getReadPosition()) return null;
