@@ -235,17 +235,18 @@ export async function recoverStore(options: {
     }
   }
 
+  // Committed (readable), not flushed: FlushConsumeQueueService's first pass, a second after the
+  // open, flushes every queue whole (RocketMQ does not sync them here either). Until then a crash
+  // finds them short of the table written below and rebuilds them from the log.
   await consumeQueues.commitAll();
-  await consumeQueues.flushEverything();
   consumeQueues.writeTable();
   consumeQueues.correctMinOffset(Math.max(0, commitLog.getMinOffset()));
   commitLog.resetTopicQueueTable(queueOffsets(consumeQueues.all()));
-  // Everything up to the end of the log is durable now (every segment and queue was synced):
-  // say so, before any put, so that a crash from here on starts from this point and counts
-  // this data as durable (without it, short runs that crash would leave the checkpoint at 0).
+  // The whole log is durable now (every segment was synced): say so, before any put, so that a
+  // crash from here on counts this data as durable (without it, short runs that crash would leave
+  // the checkpoint at 0). `logicsMsgTimestamp` stays: the consume queues are not synced yet.
   const durableTimestamp = Math.max(commitLog.mappedFileQueue.storeTimestamp, state.lastStoreTimestamp);
   checkpoint.physicMsgTimestamp = Math.max(checkpoint.physicMsgTimestamp, durableTimestamp);
-  checkpoint.logicsMsgTimestamp = Math.max(checkpoint.logicsMsgTimestamp, durableTimestamp);
   await checkpoint.flush();
   const unitsRebuilt = Math.max(0, totalUnits(consumeQueues) - (unitsBefore - (unitsCut - unitsDropped)));
   const consumeQueueReport: ConsumeQueueRecoveryReport = {
