@@ -164,14 +164,35 @@ export async function recoverStore(options: {
   // deleted: with the log still starting at 0, every queue starts at queue offset 0.
   const minPhyOffset = Math.max(0, commitLog.getMinOffset());
   let scanStartsAtLogStart = false;
-  const commitLogReport = await commitLog.recover({
-    lastExitOK,
-    dispatchFrom,
-    onScanStart: (fromOffset) => {
-      scanStartsAtLogStart = fromOffset <= minPhyOffset && minPhyOffset > 0;
-    },
-    onRecord: (record, window) => dispatchOrNoteGap(record, window, scanStartsAtLogStart),
-  });
+  // Units rebuilt during the scan are written to their files in the background, between windows
+  // (one commit at a time), rather than all after it.
+  const background: { commit: Promise<void> | null; error: unknown } = { commit: null, error: null };
+  const commitInBackground = (): void => {
+    background.commit ??= consumeQueues
+      .commitAll()
+      .catch((err: unknown) => {
+        background.error ??= err;
+      })
+      .finally(() => {
+        background.commit = null;
+      });
+  };
+  let commitLogReport: CommitLogRecoveryReport;
+  try {
+    commitLogReport = await commitLog.recover({
+      lastExitOK,
+      dispatchFrom,
+      afterWindow: commitInBackground,
+      onScanStart: (fromOffset) => {
+        scanStartsAtLogStart = fromOffset <= minPhyOffset && minPhyOffset > 0;
+      },
+      onRecord: (record, window) => dispatchOrNoteGap(record, window, scanStartsAtLogStart),
+    });
+  } finally {
+    // Never left writing after the open returns or fails.
+    await background.commit;
+  }
+  if (background.error !== null) throw background.error;
   const scanFromOffset = commitLogReport.scanFromOffset;
   const processOffset = commitLogReport.maxPhyOffset;
 

@@ -26,6 +26,11 @@ export interface ScanOptions {
   readonly forceVerifyPropCRC: boolean;
   /** Window size; raised to the largest record size when smaller. */
   readonly windowSizeBytes: number;
+  /**
+   * `scanSegmentAsync` only: called after each window's records, while the next window is read
+   * (recovery starts writing the consume queue units it rebuilt then).
+   */
+  readonly afterWindow?: () => void;
 }
 
 export interface ScanEnd {
@@ -292,6 +297,7 @@ async function scanWithReadAhead(
       offset += header.size;
       if (!keepGoing) return { position: position + offset, stop: 'callback', reason: null };
     }
+    options.afterWindow?.();
     previous = { window: current, end: windowEnd };
     position += offset;
   }

@@ -119,6 +119,8 @@ export interface CommitLogRecoverOptions {
   readonly dispatchFrom: number;
   /** Told where the scan starts, before the first record. */
   readonly onScanStart?: (fromOffset: number) => void;
+  /** Called between scan windows of a large segment (work that can overlap the next read). */
+  readonly afterWindow?: () => void;
   /**
    * Gets each valid record to dispatch, in log order: a reused header, valid during the call, and
    * the buffer holding the record (for `tagsCodeOf`).
@@ -312,6 +314,7 @@ export class CommitLog {
       checkCRC: this.#config.checkCRCOnRecover,
       forceVerifyPropCRC: this.#config.forceVerifyPropCRC,
       windowSizeBytes: SCAN_WINDOW_SIZE_DEFAULT_BYTES,
+      ...(options.afterWindow === undefined ? {} : { afterWindow: options.afterWindow }),
     };
     // Segments found empty before others (MappedFileQueue.load kept them): a power loss lost
     // the size of a segment never synced while a later, pre-created one was synced. After a
