@@ -28,7 +28,7 @@ const READ_MESSAGES = Number(process.env.BENCH_READ_MESSAGES ?? 200_000);
 const RECOVERY_BYTES = Number(process.env.BENCH_RECOVERY_BYTES ?? 1024 * 1024 * 1024);
 /** The read and recovery sections take longer per run: fewer pairs. */
 const READ_PAIRS = Math.max(1, Math.min(PAIRS, 5));
-const RECOVERY_PAIRS = Math.max(1, Math.min(PAIRS, 3));
+const RECOVERY_PAIRS = Math.max(1, Math.min(PAIRS, 7));
 const WARMUP_MS = 300;
 const SEGMENT_BYTES = 1024 * 1024 * 1024;
 /** The baselines' file: sparse, as large as a run could ever fill. */
