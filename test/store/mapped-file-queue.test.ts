@@ -30,6 +30,20 @@ function newQueue(t: TestContext, storePath: string, io = nodeStoreIO): MappedFi
   return queue;
 }
 
+/** A queue that keeps empty segments before others, as the commit log's does. */
+function newCommitLogLikeQueue(t: TestContext, storePath: string): MappedFileQueue {
+  const pool = new WriteBufferPool(FILE_SIZE, POOL_BUFFERS);
+  const queue = createQueue({
+    storePath,
+    mappedFileSize: FILE_SIZE,
+    io: nodeStoreIO,
+    pool,
+    keepEmptySegments: true,
+  });
+  t.after(() => queue.shutdown());
+  return queue;
+}
+
 /** Appends `data` to the segment `getLastMappedFile(startOffset)` returns (rolling as needed). */
 function append(queue: MappedFileQueue, data: Buffer, startOffset = 0, storeTimestamp = 0): MappedFile {
   const file = queue.getLastMappedFile(startOffset);
@@ -580,15 +594,7 @@ describe('MappedFileQueue', () => {
       writeSegment(dir, FILE_SIZE, FILE_SIZE);
       writeSegment(dir, 2 * FILE_SIZE, 0);
       writeSegment(dir, 3 * FILE_SIZE, FILE_SIZE);
-      const pool = new WriteBufferPool(FILE_SIZE, POOL_BUFFERS);
-      const queue = createQueue({
-        storePath: dir,
-        mappedFileSize: FILE_SIZE,
-        io: nodeStoreIO,
-        pool,
-        keepEmptySegments: true,
-      });
-      t.after(() => queue.shutdown());
+      const queue = newCommitLogLikeQueue(t, dir);
       queue.load();
       assert.deepEqual(offsets(queue), [0, FILE_SIZE, 2 * FILE_SIZE, 3 * FILE_SIZE]);
       assert.deepEqual(queue.emptySegments, [segmentPath(dir, 0), segmentPath(dir, 2 * FILE_SIZE)]);
@@ -603,15 +609,7 @@ describe('MappedFileQueue', () => {
       writeSegment(dir, 2 * FILE_SIZE, FILE_SIZE - 100);
       writeSegment(dir, 4 * FILE_SIZE, FILE_SIZE); // segment 3 missing
       writeSegment(dir, 5 * FILE_SIZE, 0);
-      const pool = new WriteBufferPool(FILE_SIZE, POOL_BUFFERS);
-      const queue = createQueue({
-        storePath: dir,
-        mappedFileSize: FILE_SIZE,
-        io: nodeStoreIO,
-        pool,
-        keepEmptySegments: true,
-      });
-      t.after(() => queue.shutdown());
+      const queue = newCommitLogLikeQueue(t, dir);
       assert.throws(() => queue.load(), isInvalidFileError);
       const sizes = [0, 1, 2, 4, 5].map((i) => fs.statSync(segmentPath(dir, i * FILE_SIZE)).size);
       assert.deepEqual(sizes, [FILE_SIZE, 0, FILE_SIZE - 100, FILE_SIZE, 0]);
@@ -622,15 +620,7 @@ describe('MappedFileQueue', () => {
       writeSegment(dir, 0, FILE_SIZE);
       writeSegment(dir, FILE_SIZE, FILE_SIZE - 512);
       writeSegment(dir, 2 * FILE_SIZE, FILE_SIZE);
-      const pool = new WriteBufferPool(FILE_SIZE, POOL_BUFFERS);
-      const queue = createQueue({
-        storePath: dir,
-        mappedFileSize: FILE_SIZE,
-        io: nodeStoreIO,
-        pool,
-        keepEmptySegments: true,
-      });
-      t.after(() => queue.shutdown());
+      const queue = newCommitLogLikeQueue(t, dir);
       assert.throws(() => queue.load(), isInvalidFileError);
       assert.equal(
         fs.statSync(segmentPath(dir, FILE_SIZE)).size,

@@ -1,5 +1,6 @@
 import type { MappedFile } from '../mapped-file/mapped-file.js';
 import {
+  type CheckOptions,
   checkMessageAndReturnSize,
   checkRecordHeader,
   forgetCheckedBuffer,
@@ -73,11 +74,7 @@ function scanWindows(
 ): ScanEnd {
   const windowSize = Math.max(options.windowSizeBytes, 64 * 1024);
   const header = new RecordHeader();
-  const checkOptions = {
-    checkCRC: options.checkCRC,
-    forceVerifyPropCRC: options.forceVerifyPropCRC,
-    expectedPhysicalOffset: 0,
-  };
+  const checkOptions = recordCheckOptions(options);
   let position = startPosition;
   // One window buffer for the whole scan: onRecord uses the window synchronously, never keeps it.
   let windowBuffer: Buffer | null = null;
@@ -105,33 +102,62 @@ function scanWindows(
       window = file.readSync(position, length);
       if (window === null) return { position, stop: 'invalid', reason: 'the segment could not be read' };
     }
-    const moreAfterWindow = position + length < limit;
-    let offset = 0;
-    while (offset < length) {
-      const left = length - offset;
-      // A record cut off by the window (not by the file) is read again at the start of the next.
-      if (moreAfterWindow && offset > 0) {
-        if (left < 8) break;
-        const size = window.readInt32BE(offset);
-        if (size > left && position + offset + size <= limit) break;
-      }
-      checkOptions.expectedPhysicalOffset = file.fileFromOffset + position + offset;
-      const kind = checkRecordHeader(window, offset, length, checkOptions, header);
-      if (kind === 'blank') {
-        if (position + offset + header.size !== file.fileSize) {
-          const reason = `BLANK record of ${header.size} bytes does not end at the end of the segment`;
-          return { position: position + offset, stop: 'invalid', reason };
-        }
-        return { position: position + offset, stop: 'blank', reason: null };
-      }
-      if (kind === 'invalid') return { position: position + offset, stop: 'invalid', reason: header.reason };
-      const keepGoing = onRecord(header, window);
-      offset += header.size;
-      if (!keepGoing) return { position: position + offset, stop: 'callback', reason: null };
-    }
-    position += offset;
+    const walked = walkWindow(file, position, window, length, limit, checkOptions, header, onRecord);
+    if (typeof walked !== 'number') return walked;
+    position += walked;
   }
   return { position, stop: 'limit', reason: null };
+}
+
+/** The per-record check options of a scan; `expectedPhysicalOffset` is set for each record. */
+function recordCheckOptions(options: ScanOptions): { expectedPhysicalOffset: number } & CheckOptions {
+  return {
+    checkCRC: options.checkCRC,
+    forceVerifyPropCRC: options.forceVerifyPropCRC,
+    expectedPhysicalOffset: 0,
+  };
+}
+
+/**
+ * The records of one window starting at segment position `position`: each whole one is checked
+ * and handed to `onRecord`. Returns the bytes the window's whole records took (a record cut off by
+ * the window, not by the file, is left for the next window to start with), or where the scan
+ * ends: a BLANK, an invalid record, or `onRecord` returning false.
+ */
+function walkWindow(
+  file: MappedFile,
+  position: number,
+  window: Buffer,
+  length: number,
+  limit: number,
+  checkOptions: { expectedPhysicalOffset: number } & CheckOptions,
+  header: RecordHeader,
+  onRecord: (header: RecordHeader, window: Buffer) => boolean,
+): ScanEnd | number {
+  const moreAfterWindow = position + length < limit;
+  let offset = 0;
+  while (offset < length) {
+    const left = length - offset;
+    if (moreAfterWindow && offset > 0) {
+      if (left < 8) break;
+      const size = window.readInt32BE(offset);
+      if (size > left && position + offset + size <= limit) break;
+    }
+    checkOptions.expectedPhysicalOffset = file.fileFromOffset + position + offset;
+    const kind = checkRecordHeader(window, offset, length, checkOptions, header);
+    if (kind === 'blank') {
+      if (position + offset + header.size !== file.fileSize) {
+        const reason = `BLANK record of ${header.size} bytes does not end at the end of the segment`;
+        return { position: position + offset, stop: 'invalid', reason };
+      }
+      return { position: position + offset, stop: 'blank', reason: null };
+    }
+    if (kind === 'invalid') return { position: position + offset, stop: 'invalid', reason: header.reason };
+    const keepGoing = onRecord(header, window);
+    offset += header.size;
+    if (!keepGoing) return { position: position + offset, stop: 'callback', reason: null };
+  }
+  return offset;
 }
 
 /**
@@ -207,11 +233,7 @@ async function scanWithReadAhead(
   setAhead: (ahead: ReadAhead | null) => void,
 ): Promise<ScanEnd> {
   const header = new RecordHeader();
-  const checkOptions = {
-    checkCRC: options.checkCRC,
-    forceVerifyPropCRC: options.forceVerifyPropCRC,
-    expectedPhysicalOffset: 0,
-  };
+  const checkOptions = recordCheckOptions(options);
   let position = startPosition;
   let ahead: ReadAhead | null = null;
   /** The current window and the buffer behind it (the next read goes to the other one). */
@@ -274,32 +296,11 @@ async function scanWithReadAhead(
       };
       setAhead(ahead);
     }
-    const moreAfterWindow = windowEnd < limit;
-    let offset = 0;
-    while (offset < length) {
-      const left = length - offset;
-      if (moreAfterWindow && offset > 0) {
-        if (left < 8) break;
-        const size = current.readInt32BE(offset);
-        if (size > left && position + offset + size <= limit) break;
-      }
-      checkOptions.expectedPhysicalOffset = file.fileFromOffset + position + offset;
-      const kind = checkRecordHeader(current, offset, length, checkOptions, header);
-      if (kind === 'blank') {
-        if (position + offset + header.size !== file.fileSize) {
-          const reason = `BLANK record of ${header.size} bytes does not end at the end of the segment`;
-          return { position: position + offset, stop: 'invalid', reason };
-        }
-        return { position: position + offset, stop: 'blank', reason: null };
-      }
-      if (kind === 'invalid') return { position: position + offset, stop: 'invalid', reason: header.reason };
-      const keepGoing = onRecord(header, current);
-      offset += header.size;
-      if (!keepGoing) return { position: position + offset, stop: 'callback', reason: null };
-    }
+    const walked = walkWindow(file, position, current, length, limit, checkOptions, header, onRecord);
+    if (typeof walked !== 'number') return walked;
     options.afterWindow?.();
     previous = { window: current, end: windowEnd };
-    position += offset;
+    position += walked;
   }
   return { position, stop: 'limit', reason: null };
 }

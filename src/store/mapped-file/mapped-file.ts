@@ -478,19 +478,8 @@ export class MappedFile extends ReferenceResource implements AppendTarget {
   /** Reads `size` bytes at `pos`, only from committed bytes; null when out of range or closing. */
   async selectMappedBuffer(pos: number, size: number): Promise<Buffer | null> {
     if (pos < 0 || size <= 0 || pos + size > this.getReadPosition()) return null;
-    if (!this.hold()) return null;
-    try {
-      const out = Buffer.allocUnsafe(size);
-      let done = 0;
-      while (done < size) {
-        const n = await this.#file.read(out, done, size - done, pos + done);
-        if (n === 0) return null;
-        done += n;
-      }
-      return out;
-    } finally {
-      this.release();
-    }
+    const out = Buffer.allocUnsafe(size);
+    return (await this.readInto(pos, size, out, 0)) ? out : null;
   }
 
   /**
@@ -538,19 +527,8 @@ export class MappedFile extends ReferenceResource implements AppendTarget {
   /** Synchronous read of committed bytes (recovery and inspection). */
   readSync(pos: number, size: number): Buffer | null {
     if (pos < 0 || size <= 0 || pos + size > this.getReadPosition()) return null;
-    if (!this.hold()) return null;
-    try {
-      const out = Buffer.allocUnsafe(size);
-      let done = 0;
-      while (done < size) {
-        const n = this.#file.readSync(out, done, size - done, pos + done);
-        if (n === 0) return null;
-        done += n;
-      }
-      return out;
-    } finally {
-      this.release();
-    }
+    const out = Buffer.allocUnsafe(size);
+    return this.readIntoSync(pos, size, out) ? out : null;
   }
 
   /**
