@@ -5,7 +5,7 @@ import type { Logger } from '../logger.js';
 import type { MappedFile } from '../mapped-file/mapped-file.js';
 import { MappedFileQueue } from '../mapped-file/mapped-file-queue.js';
 import type { WriteBufferPool } from '../mapped-file/write-buffer-pool.js';
-import { readInt64BE, writeInt64BE } from '../message/int64.js';
+import { readInt64BE, setInt64, writeInt64BE } from '../message/int64.js';
 
 /**
  * RocketMQ's `ConsumeQueue` (store reference §2.7, §4.13): the index of one topic/queue into the
@@ -495,10 +495,3 @@ export class ConsumeQueue {
 
 /** Units one read of a consume queue takes, for the pulls that follow (16 KiB). */
 const READ_AHEAD_UNITS = 800;
-
-/** A safe integer (negative ones too: tags hash codes) as a big-endian int64. */
-function setInt64(view: DataView, pos: number, value: number): void {
-  const hi = Math.floor(value / 4294967296);
-  view.setInt32(pos, hi);
-  view.setUint32(pos + 4, value - hi * 4294967296);
-}

@@ -18,3 +18,10 @@ export function readInt64BE(buf: Buffer, pos: number): number {
   const value = hi * TWO_POW_32 + lo;
   return Number.isSafeInteger(value) ? value : Number.NaN;
 }
+
+/** `writeInt64BE` through a DataView (hot write paths keep one per buffer). */
+export function setInt64(view: DataView, pos: number, value: number): void {
+  const hi = Math.floor(value / TWO_POW_32);
+  view.setInt32(pos, hi);
+  view.setUint32(pos + 4, value - hi * TWO_POW_32);
+}

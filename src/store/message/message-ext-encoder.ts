@@ -2,6 +2,7 @@ import zlib from 'node:zlib';
 import type { MessageStoreConfig } from '../config/message-store-config.js';
 import { PutMessageStatus } from '../status.js';
 import { type HostAddress, parseHost } from './host.js';
+import { setInt64 } from './int64.js';
 import { tagsString2tagsCode } from './java-hash.js';
 import type { BatchMessageItem, Message, MessageBatch } from './message.js';
 import {
@@ -600,14 +601,6 @@ export function dataViewOf(buf: Buffer): DataView {
     dataViews.set(buf, view);
   }
   return view;
-}
-
-const TWO_POW_32 = 2 ** 32;
-
-function setInt64(view: DataView, pos: number, value: number): void {
-  const hi = Math.floor(value / TWO_POW_32);
-  view.setInt32(pos, hi);
-  view.setUint32(pos + 4, value - hi * TWO_POW_32);
 }
 
 /** Copies a short array byte by byte: cheaper than Buffer.copy's call overhead below ~64 bytes. */
