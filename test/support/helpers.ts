@@ -62,17 +62,8 @@ export function testSeed(): number {
   return fromEnv === undefined ? Math.floor(Math.random() * 2 ** 31) : Number(fromEnv);
 }
 
-/** A small deterministic PRNG (mulberry32) for seeded tests. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A small deterministic PRNG (mulberry32) for seeded tests: the store's own. */
+export { mulberry32 as prng } from '../../src/store/io/seeded-random.js';
 
 /** Waits for pending I/O callbacks and timers of 0 ms to run. */
 export function tick(): Promise<void> {

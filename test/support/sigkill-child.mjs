@@ -23,6 +23,7 @@
  */
 import { setImmediate as immediate, setTimeout as sleep } from 'node:timers/promises';
 import { MessageStore } from '../../dist/store/index.js';
+import { mulberry32 as prng } from '../../dist/store/io/seeded-random.js';
 import { messageOf, QUEUES_PER_TOPIC, TOPICS } from './sigkill-protocol.mjs';
 
 function out(line) {
@@ -51,18 +52,6 @@ function safeJson(value) {
   } catch {
     return String(value);
   }
-}
-
-/** mulberry32, as test/support/helpers.ts `prng`. */
-function prng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const spec = JSON.parse(process.argv[2] ?? 'null');

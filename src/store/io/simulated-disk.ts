@@ -1,5 +1,6 @@
 import { constants as osConstants } from 'node:os';
 import path from 'node:path';
+import { mulberry32 } from './seeded-random.js';
 import type { OpenMode, StoreFileHandle, StoreFileStat, StoreIO } from './store-io.js';
 
 /**
@@ -137,18 +138,6 @@ function systemError(
   if (filePath !== undefined) err.path = filePath;
   if (dest !== undefined) err.dest = dest;
   return err;
-}
-
-/** mulberry32: a tiny seeded PRNG, uniform in [0, 1). */
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 class FileNode {
