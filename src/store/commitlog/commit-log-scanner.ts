@@ -89,15 +89,8 @@ function scanWindows(
       windowBuffer.length >= length ? windowBuffer : file.readSync(position, length);
     if (window === windowBuffer && !file.readIntoSync(position, length, windowBuffer)) window = null;
     if (window === null) return { position, stop: 'invalid', reason: 'the segment could not be read' };
-    // A record larger than the window (written with a larger maxMessageSize than today's) is
-    // read whole: the window size is a reading choice, never a limit on what is valid.
-    const claimed = length >= 8 ? window.readInt32BE(0) : 0;
-    const magic = length >= 8 ? window.readInt32BE(4) : 0;
-    if (
-      claimed > length &&
-      position + claimed <= limit &&
-      (magic === MESSAGE_MAGIC_CODE_V1 || magic === MESSAGE_MAGIC_CODE_V2)
-    ) {
+    const claimed = oversizeRecordAt(window, length, position, limit);
+    if (claimed > 0) {
       length = claimed;
       window = file.readSync(position, length);
       if (window === null) return { position, stop: 'invalid', reason: 'the segment could not be read' };
@@ -107,6 +100,19 @@ function scanWindows(
     position += walked;
   }
   return { position, stop: 'limit', reason: null };
+}
+
+/**
+ * The size of the record starting the window when it is larger than the window (written with a
+ * larger maxMessageSize than today's) and ends within `limit`, else 0: such a record is read
+ * whole, since the window size is a reading choice, never a limit on what is valid.
+ */
+function oversizeRecordAt(window: Buffer, length: number, position: number, limit: number): number {
+  if (length < 8) return 0;
+  const claimed = window.readInt32BE(0);
+  const magic = window.readInt32BE(4);
+  const isRecord = magic === MESSAGE_MAGIC_CODE_V1 || magic === MESSAGE_MAGIC_CODE_V2;
+  return isRecord && claimed > length && position + claimed <= limit ? claimed : 0;
 }
 
 /** The per-record check options of a scan; `expectedPhysicalOffset` is set for each record. */
@@ -270,14 +276,8 @@ async function scanWithReadAhead(
       windowBacking = target;
     }
     let current: Buffer = window;
-    // A record larger than the window is read whole, as `scanSegment` does.
-    const claimed = length >= 8 ? current.readInt32BE(0) : 0;
-    const magic = length >= 8 ? current.readInt32BE(4) : 0;
-    if (
-      claimed > length &&
-      position + claimed <= limit &&
-      (magic === MESSAGE_MAGIC_CODE_V1 || magic === MESSAGE_MAGIC_CODE_V2)
-    ) {
+    const claimed = oversizeRecordAt(current, length, position, limit);
+    if (claimed > 0) {
       length = claimed;
       const whole = file.readSync(position, length);
       windowBacking = null;
