@@ -14,6 +14,7 @@ import {
   StoreError,
   silentLogger,
 } from '../../src/store/index.js';
+import { FOO_BAR_BODY as BODY, fooBarMessage, FOO_BAR_TOPIC as TOPIC } from '../support/foo-bar-message.js';
 import { onCleanup, openStore, prng, tempDir, testSeed, waitUntil } from '../support/helpers.js';
 import { InstrumentedIO } from '../support/instrumented-io.js';
 
@@ -30,13 +31,10 @@ import { InstrumentedIO } from '../support/instrumented-io.js';
  * next segment.
  */
 
-const TOPIC = 'FooBar';
 const COMMIT_LOG_SEGMENT_BYTES = 4096;
 const CQ_UNIT_BYTES = 20;
 const CQ_FILE_BYTES = CQ_UNIT_BYTES * 8;
 const END_FILE_MIN_BLANK_BYTES = 8;
-/** RocketMQ's test body: "Once, there was a chance for me!" is 32 bytes. */
-const BODY = Buffer.from('Once, there was a chance for me!');
 const IPV6_BORN_HOST = '[::1]:1234';
 const IPV6_STORE_HOST = '[::1]:10911';
 
@@ -95,18 +93,6 @@ function layout(
     pos += size;
   }
   return { offsets, end: pos };
-}
-
-/** RocketMQ's test message: 32-byte body, TAGS=TAG1, KEYS=13 digits. */
-function fooBarMessage(i: number, extra: Partial<Message> = {}): Message {
-  return {
-    topic: TOPIC,
-    queueId: 0,
-    body: BODY,
-    tags: 'TAG1',
-    keys: String(1_700_000_000_000 + i),
-    ...extra,
-  };
 }
 
 /** 29 bytes: `TAGS 0x01 TAG1 0x02 KEYS 0x01 <13 digits> 0x02`. */

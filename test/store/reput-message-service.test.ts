@@ -6,11 +6,15 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import {
   FlushDiskType,
   GetMessageStatus,
-  type Message,
   type MessageStoreConfigInput,
   type PutMessageResult,
   PutMessageStatus,
 } from '../../src/store/index.js';
+import {
+  FOO_BAR_BODY as BODY,
+  fooBarMessage as fooBar,
+  FOO_BAR_TOPIC as TOPIC,
+} from '../support/foo-bar-message.js';
 import { onCleanup, openStore, prng, tempDir, testSeed, waitUntil } from '../support/helpers.js';
 import { InstrumentedIO } from '../support/instrumented-io.js';
 
@@ -26,8 +30,6 @@ import { InstrumentedIO } from '../support/instrumented-io.js';
  * formats (store reference §2.1, §2.5, §2.7), not taken from the store.
  */
 
-const TOPIC = 'FooBar';
-const BODY = Buffer.from('Once, there was a chance for me!'); // 32 bytes
 const CQ_UNIT_BYTES = 20;
 const END_FILE_MIN_BLANK_BYTES = 8;
 /** `name 0x01 value 0x02` per pair. */
@@ -47,21 +49,22 @@ const FOO_BAR_RECORD_BYTES = recordSizeV4(
 );
 
 /** Java's String.hashCode, written out here: the consume queue's tags code. */
+/** A store whose `onMessageArriving` calls are recorded, as [topic, queueId, maxOffset]. */
+async function openRecordingArrivals(
+  t: Parameters<typeof openStore>[0],
+  config: MessageStoreConfigInput,
+): Promise<{ store: Awaited<ReturnType<typeof openStore>>; arrivals: [string, number, number][] }> {
+  const arrivals: [string, number, number][] = [];
+  const store = await openStore(t, config, {
+    onMessageArriving: (topic, queueId, max) => arrivals.push([topic, queueId, max]),
+  });
+  return { store, arrivals };
+}
+
 function javaHash(s: string): number {
   let h = 0;
   for (let i = 0; i < s.length; i++) h = (Math.imul(h, 31) + s.charCodeAt(i)) | 0;
   return h;
-}
-
-function fooBar(i: number, extra: Partial<Message> = {}): Message {
-  return {
-    topic: TOPIC,
-    queueId: 0,
-    body: BODY,
-    tags: 'TAG1',
-    keys: String(1_700_000_000_000 + i),
-    ...extra,
-  };
 }
 
 function syncConfig(root: string, extra: Partial<MessageStoreConfigInput> = {}): MessageStoreConfigInput {
@@ -188,16 +191,11 @@ describe('ReputMessageService: dispatch across rolls, transactions, listener, la
     const seed = testSeed();
     const random = prng(seed);
     const root = tempDir(t);
-    const arrivals: [string, number, number][] = [];
-    const store = await openStore(
-      t,
-      {
-        storePathRootDir: root,
-        mappedFileSizeCommitLog: SEGMENT_BYTES,
-        mappedFileSizeConsumeQueue: CQ_FILE_BYTES,
-      },
-      { onMessageArriving: (topic, queueId, max) => arrivals.push([topic, queueId, max]) },
-    );
+    const { store, arrivals } = await openRecordingArrivals(t, {
+      storePathRootDir: root,
+      mappedFileSizeCommitLog: SEGMENT_BYTES,
+      mappedFileSizeConsumeQueue: CQ_FILE_BYTES,
+    });
     const queues = 3;
     const count = 240;
     const nextQueueOffset = Array<number>(queues).fill(0);
@@ -315,16 +313,11 @@ describe('ReputMessageService: dispatch across rolls, transactions, listener, la
 
   it('transaction PREPARED (0x4) and ROLLBACK (0xC) records get no unit; NOT and COMMIT (0x8) do, with consecutive offsets', async (t) => {
     const root = tempDir(t);
-    const arrivals: [string, number, number][] = [];
-    const store = await openStore(
-      t,
-      {
-        storePathRootDir: root,
-        mappedFileSizeCommitLog: SEGMENT_BYTES,
-        mappedFileSizeConsumeQueue: CQ_FILE_BYTES,
-      },
-      { onMessageArriving: (topic, queueId, max) => arrivals.push([topic, queueId, max]) },
-    );
+    const { store, arrivals } = await openRecordingArrivals(t, {
+      storePathRootDir: root,
+      mappedFileSizeCommitLog: SEGMENT_BYTES,
+      mappedFileSizeConsumeQueue: CQ_FILE_BYTES,
+    });
     const flags = [0, 0x4, 0, 0xc, 0x8, 0x4, 0x4, 0, 0xc, 0x8, 0];
     const results: PutMessageResult[] = [];
     for (const [i, sysFlag] of flags.entries()) {
@@ -375,12 +368,7 @@ describe('ReputMessageService: dispatch across rolls, transactions, listener, la
   });
 
   it('onMessageArriving: told topic, queue id and the new max offset as messages become readable', async (t) => {
-    const arrivals: [string, number, number][] = [];
-    const store = await openStore(
-      t,
-      { storePathRootDir: tempDir(t) },
-      { onMessageArriving: (topic, queueId, max) => arrivals.push([topic, queueId, max]) },
-    );
+    const { store, arrivals } = await openRecordingArrivals(t, { storePathRootDir: tempDir(t) });
     assert.equal(arrivals.length, 0, 'nothing announced before any put');
     await store.putMessage({ topic: 'L', queueId: 3, body: Buffer.from('one') });
     await waitUntil(() => arrivals.length > 0, 'the first announcement');
