@@ -17,6 +17,7 @@ import {
 import { FOO_BAR_BODY as BODY, fooBarMessage, FOO_BAR_TOPIC as TOPIC } from '../support/foo-bar-message.js';
 import { onCleanup, openStore, prng, tempDir, testSeed, waitUntil } from '../support/helpers.js';
 import { InstrumentedIO } from '../support/instrumented-io.js';
+import { expectedRecordLength } from '../support/record-layout.js';
 
 /**
  * Ports of RocketMQ's `DefaultMessageStoreTest` and `BatchPutMessageTest` (store reference §6)
@@ -45,29 +46,7 @@ function recordSize(
   propertiesBytes: number,
   v6: { born: boolean; store: boolean } = { born: false, store: false },
 ): number {
-  const host = (isV6: boolean): number => (isV6 ? 16 + 4 : 4 + 4);
-  return (
-    4 + // TOTALSIZE
-    4 + // MAGICCODE
-    4 + // BODYCRC
-    4 + // QUEUEID
-    4 + // FLAG
-    8 + // QUEUEOFFSET
-    8 + // PHYSICALOFFSET
-    4 + // SYSFLAG
-    8 + // BORNTIMESTAMP
-    host(v6.born) +
-    8 + // STORETIMESTAMP
-    host(v6.store) +
-    4 + // RECONSUMETIMES
-    8 + // PREPARED TRANSACTION OFFSET
-    4 +
-    bodyBytes +
-    1 +
-    Buffer.byteLength(topic) +
-    2 +
-    propertiesBytes
-  );
+  return expectedRecordLength(v6.born, v6.store, bodyBytes, Buffer.byteLength(topic), propertiesBytes);
 }
 
 /** `name 0x01 value 0x02` per pair, the last pair included (store reference §2.4). */

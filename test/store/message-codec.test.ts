@@ -26,6 +26,7 @@ import {
   string2messageProperties,
 } from '../../src/store/message/message-properties.js';
 import { PutMessageStatus } from '../../src/store/status.js';
+import { expectedRecordLength } from '../support/record-layout.js';
 
 // ---------------------------------------------------------------------------------------------
 // Reference values written from the RocketMQ record layout (store reference §2.1-§2.5), not from
@@ -65,38 +66,6 @@ function javaHashReference(s: string): number {
   let h = 0n;
   for (let i = 0; i < s.length; i++) h = (h * 31n + BigInt(s.charCodeAt(i))) & 0xffffffffn;
   return Number(BigInt.asIntN(32, h));
-}
-
-/** The record length from the field table of §2.1. */
-function expectedRecordLength(
-  v6Born: boolean,
-  v6Store: boolean,
-  bodyLength: number,
-  topicLength: number,
-  propertiesLength: number,
-): number {
-  return (
-    4 + // TOTALSIZE
-    4 + // MAGICCODE
-    4 + // BODYCRC
-    4 + // QUEUEID
-    4 + // FLAG
-    8 + // QUEUEOFFSET
-    8 + // PHYSICALOFFSET
-    4 + // SYSFLAG
-    8 + // BORNTIMESTAMP
-    (v6Born ? 20 : 8) +
-    8 + // STORETIMESTAMP
-    (v6Store ? 20 : 8) +
-    4 + // RECONSUMETIMES
-    8 + // PREPARED TRANSACTION OFFSET
-    4 +
-    bodyLength +
-    (topicLength > 127 ? 2 : 1) +
-    topicLength +
-    2 +
-    propertiesLength
-  );
 }
 
 function encoded(result: EncodedMessage | EncodeRejection | ReturnType<typeof encodeBatch>): EncodedMessage {
