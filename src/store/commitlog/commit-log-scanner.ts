@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import type { MappedFile } from '../mapped-file/mapped-file.js';
 import {
   type CheckOptions,
@@ -11,6 +12,7 @@ import {
   MESSAGE_MAGIC_CODE_V1,
   MESSAGE_MAGIC_CODE_V2,
 } from '../message/message-format.js';
+import { BODY_CRC_WORKER_MIN_SCAN_BYTES, BodyCrcVerifier, type VerifyReply } from './body-crc-verifier.js';
 
 /**
  * Walks the records of one segment in file order, reading it in large windows (recovery, and
@@ -32,6 +34,11 @@ export interface ScanOptions {
    * (recovery starts writing the consume queue units it rebuilt then).
    */
   readonly afterWindow?: () => void;
+  /**
+   * `scanSegmentAsync` only: the least bytes to scan for the body CRCs to be checked on the
+   * worker thread (BODY_CRC_WORKER_MIN_SCAN_BYTES by default; tests lower it).
+   */
+  readonly crcWorkerMinScanBytes?: number;
 }
 
 export interface ScanEnd {
@@ -43,6 +50,8 @@ export interface ScanEnd {
   readonly stop: 'blank' | 'invalid' | 'limit' | 'callback';
   /** Why the record at `position` is not a record (`stop === 'invalid'`). */
   readonly reason: string | null;
+  /** `scanSegmentAsync`: records whose body CRC the worker thread checked (the rest were checked here). */
+  readonly bodyCrcsOnWorker?: number;
 }
 
 /**
@@ -115,12 +124,29 @@ function oversizeRecordAt(window: Buffer, length: number, position: number, limi
   return isRecord && claimed > length && position + claimed <= limit ? claimed : 0;
 }
 
-/** The per-record check options of a scan; `expectedPhysicalOffset` is set for each record. */
-function recordCheckOptions(options: ScanOptions): { expectedPhysicalOffset: number } & CheckOptions {
+/** A scan's per-record check options, set for each record as the walk goes. */
+interface WalkCheckOptions extends CheckOptions {
+  expectedPhysicalOffset: number;
+  bodyCrcVouched: boolean;
+  /**
+   * The CRC worker's answer for the window: the records chained from segment position
+   * `vouchedFrom` and starting before `vouchedTo` have good body CRCs (-1: none).
+   */
+  vouchedFrom: number;
+  vouchedTo: number;
+  /** Records whose body CRC check was skipped because the worker vouched for it. */
+  vouchedRecords: number;
+}
+
+function recordCheckOptions(options: ScanOptions): WalkCheckOptions {
   return {
     checkCRC: options.checkCRC,
     forceVerifyPropCRC: options.forceVerifyPropCRC,
     expectedPhysicalOffset: 0,
+    bodyCrcVouched: false,
+    vouchedFrom: -1,
+    vouchedTo: -1,
+    vouchedRecords: 0,
   };
 }
 
@@ -136,11 +162,13 @@ function walkWindow(
   window: Buffer,
   length: number,
   limit: number,
-  checkOptions: { expectedPhysicalOffset: number } & CheckOptions,
+  checkOptions: WalkCheckOptions,
   header: RecordHeader,
   onRecord: (header: RecordHeader, window: Buffer) => boolean,
 ): ScanEnd | number {
   const moreAfterWindow = position + length < limit;
+  // The worker's answer counts only once this walk meets its chain: at a record at vouchedFrom.
+  let onVouchedChain = false;
   let offset = 0;
   while (offset < length) {
     const left = length - offset;
@@ -150,7 +178,10 @@ function walkWindow(
       if (size > left && position + offset + size <= limit) break;
     }
     checkOptions.expectedPhysicalOffset = file.fileFromOffset + position + offset;
+    if (position + offset === checkOptions.vouchedFrom) onVouchedChain = true;
+    checkOptions.bodyCrcVouched = onVouchedChain && position + offset < checkOptions.vouchedTo;
     const kind = checkRecordHeader(window, offset, length, checkOptions, header);
+    if (checkOptions.bodyCrcVouched && kind === 'record') checkOptions.vouchedRecords++;
     if (kind === 'blank') {
       if (position + offset + header.size !== file.fileSize) {
         const reason = `BLANK record of ${header.size} bytes does not end at the end of the segment`;
@@ -173,21 +204,34 @@ function walkWindow(
  */
 const READ_AHEAD_HEADROOM_BYTES = 1024 * 1024;
 
-/** What `scanSegmentAsync` reads next while it checks the current window. */
-interface ReadAhead {
+/**
+ * Windows read ahead of the one being checked. Two: with the CRC worker, one is checked by the
+ * worker while the main thread checks the one before it, and the next is read meanwhile.
+ */
+const READ_AHEAD_WINDOWS = 2;
+
+/** A window read, or being read, ahead of the scan. */
+interface AheadWindow {
   /** Segment position of the first byte read, and how many. */
   readonly start: number;
   readonly length: number;
   /** The buffer read into, at READ_AHEAD_HEADROOM_BYTES (the headroom takes a cut-off record). */
   readonly buffer: Buffer;
   readonly done: Promise<boolean>;
+  /** Set when the read settles. */
+  complete: boolean;
+  ok: boolean;
+  /** Sent to the CRC worker: to check ('check') or only to follow the record chain ('follow'). */
+  posted: 'no' | 'check' | 'follow';
+  vouch: Promise<VerifyReply> | null;
 }
 
 /**
- * `scanSegment` for recovery: the same walk and the same results, but each window's successor is
- * read on the thread pool while the current one is checked, so reading and checking overlap (on
- * two cores, reading a gigabyte costs about as much as checking its CRCs). A record the window
- * cut off is joined to the next window in that window's headroom.
+ * `scanSegment` for recovery: the same walk and the same results, but reading and checking
+ * overlap. Windows are read ahead on the thread pool while the current one is checked (on two
+ * cores, reading a gigabyte costs about as much as checking its CRCs), and for a long scan the
+ * body CRCs of the next window are checked on a worker thread (`BodyCrcVerifier`) meanwhile. A
+ * record a window cut off is joined to the next window in that window's headroom.
  */
 export async function scanSegmentAsync(
   file: MappedFile,
@@ -199,110 +243,263 @@ export async function scanSegmentAsync(
   const windowSize = Math.max(options.windowSizeBytes, 64 * 1024);
   // One window holds it all: nothing to overlap.
   if (limit - startPosition <= windowSize) return scanSegment(file, startPosition, options, onRecord, limit);
-  const headroom = Math.min(READ_AHEAD_HEADROOM_BYTES, windowSize);
-  const buffers = [
-    Buffer.allocUnsafe(headroom + windowSize),
-    Buffer.allocUnsafe(headroom + windowSize),
-  ] as const;
-  let ahead: ReadAhead | null = null;
+  const minWorkerBytes = options.crcWorkerMinScanBytes ?? BODY_CRC_WORKER_MIN_SCAN_BYTES;
+  const verifier =
+    options.checkCRC && options.forceVerifyPropCRC !== true && limit - startPosition >= minWorkerBytes
+      ? BodyCrcVerifier.acquire()
+      : null;
+  const scan = new ReadAheadScan(file, options, onRecord, limit, windowSize, verifier);
   try {
-    return await scanWithReadAhead(
-      file,
-      startPosition,
-      options,
-      onRecord,
-      limit,
-      windowSize,
-      headroom,
-      buffers,
-      (a) => {
-        ahead = a;
-      },
-    );
+    const end = await scan.run(startPosition);
+    return { ...end, bodyCrcsOnWorker: scan.bodyCrcsOnWorker };
   } finally {
     forgetCheckedBuffer();
-    // A read still in flight finishes before the caller may cut or close the file.
-    const pending = ahead as ReadAhead | null;
-    if (pending !== null) await pending.done.catch(() => false);
+    // Reads and checks still in flight finish before the caller may cut or close the file.
+    await scan.drain();
+    verifier?.release();
   }
 }
 
-async function scanWithReadAhead(
-  file: MappedFile,
-  startPosition: number,
-  options: ScanOptions,
-  onRecord: (header: RecordHeader, window: Buffer) => boolean,
-  limit: number,
-  windowSize: number,
-  headroom: number,
-  buffers: readonly [Buffer, Buffer],
-  setAhead: (ahead: ReadAhead | null) => void,
-): Promise<ScanEnd> {
-  const header = new RecordHeader();
-  const checkOptions = recordCheckOptions(options);
-  let position = startPosition;
-  let ahead: ReadAhead | null = null;
-  /** The current window and the buffer behind it (the next read goes to the other one). */
-  let window: Buffer | null = null;
-  let windowBacking: Buffer | null = null;
-  let length = 0;
-  let previous: { readonly window: Buffer; readonly end: number } | null = null;
-  while (position < limit) {
-    if (limit === file.fileSize && limit - position < END_FILE_MIN_BLANK_LENGTH_BYTES) {
-      return { position, stop: 'blank', reason: null };
-    }
-    window = null;
-    if (ahead !== null) {
-      const read: ReadAhead = ahead;
-      ahead = null;
-      setAhead(null);
-      const ok = await read.done;
-      const carried = read.start - position;
-      if (ok && previous !== null && previous.end === read.start && carried >= 0 && carried <= headroom) {
-        // The cut-off bytes go in front of the read-ahead bytes: one contiguous window.
-        previous.window.copy(read.buffer, headroom - carried, previous.window.length - carried);
-        window = read.buffer.subarray(headroom - carried, headroom + read.length);
-        windowBacking = read.buffer;
-        length = window.length;
-      }
-    }
-    if (window === null) {
-      length = Math.min(windowSize, limit - position);
-      const target: Buffer = windowBacking === buffers[0] ? buffers[1] : buffers[0];
-      if (!file.readIntoSync(position, length, target.subarray(headroom))) {
-        return { position, stop: 'invalid', reason: 'the segment could not be read' };
-      }
-      window = target.subarray(headroom, headroom + length);
-      windowBacking = target;
-    }
-    let current: Buffer = window;
-    const claimed = oversizeRecordAt(current, length, position, limit);
-    if (claimed > 0) {
-      length = claimed;
-      const whole = file.readSync(position, length);
-      windowBacking = null;
-      if (whole === null) return { position, stop: 'invalid', reason: 'the segment could not be read' };
-      current = whole;
-    }
-    const windowEnd = position + length;
-    if (windowEnd < limit) {
-      const target: Buffer = windowBacking === buffers[0] ? buffers[1] : buffers[0];
-      const nextLength = Math.min(windowSize, limit - windowEnd);
-      ahead = {
-        start: windowEnd,
-        length: nextLength,
-        buffer: target,
-        done: file.readInto(windowEnd, nextLength, target, headroom),
-      };
-      setAhead(ahead);
-    }
-    const walked = walkWindow(file, position, current, length, limit, checkOptions, header, onRecord);
-    if (typeof walked !== 'number') return walked;
-    options.afterWindow?.();
-    previous = { window: current, end: windowEnd };
-    position += walked;
+class ReadAheadScan {
+  readonly #file: MappedFile;
+  readonly #options: ScanOptions;
+  readonly #onRecord: (header: RecordHeader, window: Buffer) => boolean;
+  readonly #limit: number;
+  readonly #windowSize: number;
+  readonly #headroom: number;
+  readonly #verifier: BodyCrcVerifier | null;
+  /** Three buffers: the window being checked, and READ_AHEAD_WINDOWS read ahead of it. */
+  readonly #buffers: readonly Buffer[];
+  /** Reads issued beyond the current window, in file order. */
+  readonly #ahead: AheadWindow[] = [];
+  /** The last answer the worker owes for each buffer: the buffer is not reused before it. */
+  readonly #owed = new Map<Buffer, Promise<VerifyReply>>();
+  /** The buffer of the window being checked (the one before it is free once its cut-off tail was copied). */
+  #inUse: Buffer[] = [];
+  /**
+   * The worker's record chain: 'running' once a window was sent with a record position to start
+   * from; 'none' until then (and after the scan jumped); 'off' without a worker or after a failed read.
+   */
+  #chain: 'off' | 'none' | 'running';
+  readonly #checkOptions: WalkCheckOptions;
+
+  constructor(
+    file: MappedFile,
+    options: ScanOptions,
+    onRecord: (header: RecordHeader, window: Buffer) => boolean,
+    limit: number,
+    windowSize: number,
+    verifier: BodyCrcVerifier | null,
+  ) {
+    this.#file = file;
+    this.#options = options;
+    this.#onRecord = onRecord;
+    this.#limit = limit;
+    this.#windowSize = windowSize;
+    this.#headroom = Math.min(READ_AHEAD_HEADROOM_BYTES, windowSize);
+    this.#verifier = verifier;
+    this.#chain = verifier === null ? 'off' : 'none';
+    this.#checkOptions = recordCheckOptions(options);
+    const bytes = this.#headroom + windowSize;
+    // The worker reads the windows where they are: shared memory.
+    const allocate = (): Buffer =>
+      verifier === null ? Buffer.allocUnsafe(bytes) : Buffer.from(new SharedArrayBuffer(bytes));
+    this.#buffers = Array.from({ length: READ_AHEAD_WINDOWS + 1 }, allocate);
   }
-  return { position, stop: 'limit', reason: null };
+
+  async run(startPosition: number): Promise<ScanEnd> {
+    const file = this.#file;
+    const limit = this.#limit;
+    const headroom = this.#headroom;
+    const header = new RecordHeader();
+    const checkOptions = this.#checkOptions;
+    let position = startPosition;
+    let previous: { readonly window: Buffer; readonly end: number } | null = null;
+    while (position < limit) {
+      if (limit === file.fileSize && limit - position < END_FILE_MIN_BLANK_LENGTH_BYTES) {
+        return { position, stop: 'blank', reason: null };
+      }
+      let current: AheadWindow | null = null;
+      let window: Buffer | null = null;
+      const next = this.#ahead[0];
+      if (next !== undefined) {
+        await next.done;
+        const carried = next.start - position;
+        if (
+          next.ok &&
+          previous !== null &&
+          previous.end === next.start &&
+          carried >= 0 &&
+          carried <= headroom
+        ) {
+          // The cut-off bytes go in front of the read-ahead bytes: one contiguous window.
+          previous.window.copy(next.buffer, headroom - carried, previous.window.length - carried);
+          window = next.buffer.subarray(headroom - carried, headroom + next.length);
+          current = this.#ahead.shift() as AheadWindow;
+        } else {
+          // Not where the scan is (a long cut-off record, a failed read): read afresh from here.
+          await this.drain();
+        }
+      }
+      if (current === null || window === null) {
+        this.#inUse = [];
+        const length = Math.min(this.#windowSize, limit - position);
+        const target = await this.#freeBuffer();
+        if (!file.readIntoSync(position, length, target.subarray(headroom))) {
+          return { position, stop: 'invalid', reason: 'the segment could not be read' };
+        }
+        window = target.subarray(headroom, headroom + length);
+        current = settledWindow(position, length, target);
+      }
+      this.#inUse = [current.buffer];
+      let length = window.length;
+      const claimed = oversizeRecordAt(window, length, position, limit);
+      if (claimed > 0) {
+        // Read whole, off the window plan: the windows read ahead start in the wrong place.
+        await this.drain();
+        length = claimed;
+        const whole = file.readSync(position, length);
+        if (whole === null) return { position, stop: 'invalid', reason: 'the segment could not be read' };
+        window = whole;
+      } else {
+        this.#startChain(current, position, window);
+      }
+      const windowEnd = position + length;
+      await this.#readAhead(windowEnd);
+      const vouch = current.posted === 'check' && claimed === 0 ? await current.vouch : null;
+      checkOptions.vouchedFrom = vouch?.from ?? -1;
+      checkOptions.vouchedTo = vouch?.to ?? -1;
+      const walked = walkWindow(file, position, window, length, limit, checkOptions, header, this.#onRecord);
+      if (typeof walked !== 'number') return walked;
+      this.#options.afterWindow?.();
+      previous = { window, end: windowEnd };
+      position += walked;
+    }
+    return { position, stop: 'limit', reason: null };
+  }
+
+  /** Records whose body CRC the worker checked. */
+  get bodyCrcsOnWorker(): number {
+    return this.#checkOptions.vouchedRecords;
+  }
+
+  /** Waits for every read and worker answer in flight and forgets the windows read ahead. */
+  async drain(): Promise<void> {
+    const ahead = this.#ahead.splice(0);
+    for (const w of ahead) {
+      await w.done.catch(() => false);
+      if (w.vouch !== null) await w.vouch;
+    }
+    for (const owed of this.#owed.values()) await owed;
+    this.#owed.clear();
+    // The worker's chain went through windows the scan will not check: start it again.
+    if (this.#chain === 'running') this.#chain = 'none';
+  }
+
+  /**
+   * The worker follows the record chain through the window about to be checked (`window`, cut-off
+   * bytes included), from its first record at `position`.
+   */
+  #startChain(current: AheadWindow, position: number, window: Buffer): void {
+    const verifier = this.#verifier;
+    if (verifier === null || this.#chain === 'off' || current.posted !== 'no' || !verifier.ready) return;
+    this.#post(current, { start: position, byteOffset: window.byteOffset, length: window.length }, false);
+    this.#chain = 'running';
+    this.#postReadWindows();
+  }
+
+  /** Keeps READ_AHEAD_WINDOWS reads in flight after the current window, which ends at `windowEnd`. */
+  async #readAhead(windowEnd: number): Promise<void> {
+    while (this.#ahead.length < READ_AHEAD_WINDOWS) {
+      const last = this.#ahead.at(-1);
+      const start = last === undefined ? windowEnd : last.start + last.length;
+      if (start >= this.#limit) return;
+      const buffer = await this.#freeBuffer();
+      const length = Math.min(this.#windowSize, this.#limit - start);
+      const w: AheadWindow = {
+        start,
+        length,
+        buffer,
+        done: this.#file.readInto(start, length, buffer, this.#headroom),
+        complete: false,
+        ok: false,
+        posted: 'no',
+        vouch: null,
+      };
+      this.#ahead.push(w);
+      w.done.then(
+        (ok) => {
+          w.complete = true;
+          w.ok = ok;
+          // A failed read is read again synchronously when the scan gets there; the worker is done.
+          if (!ok && this.#chain !== 'off') this.#chain = 'off';
+          this.#postReadWindows();
+        },
+        () => {
+          w.complete = true;
+          this.#chain = 'off';
+        },
+      );
+    }
+  }
+
+  /** Sends the worker, in file order, every window read ahead that is read and not yet sent. */
+  #postReadWindows(): void {
+    if (this.#chain !== 'running' || this.#verifier?.ready !== true) return;
+    for (const w of this.#ahead) {
+      if (w.posted !== 'no') continue;
+      if (!w.complete) return;
+      const bytes = { start: w.start, byteOffset: w.buffer.byteOffset + this.#headroom, length: w.length };
+      this.#post(w, bytes, true);
+    }
+  }
+
+  /**
+   * Sends bytes of `w`'s buffer to the worker: to check, continuing its chain, or to follow,
+   * starting it at `bytes.start`.
+   */
+  #post(
+    w: AheadWindow,
+    bytes: { readonly start: number; readonly byteOffset: number; readonly length: number },
+    check: boolean,
+  ): void {
+    const verifier = this.#verifier as BodyCrcVerifier;
+    w.posted = check ? 'check' : 'follow';
+    w.vouch = verifier.verify({
+      buffer: w.buffer.buffer as SharedArrayBuffer,
+      ...bytes,
+      chainFrom: check ? -1 : bytes.start,
+      check,
+    });
+    this.#owed.set(w.buffer, w.vouch);
+  }
+
+  /** A buffer neither checked, read into, nor still read by the worker. */
+  async #freeBuffer(): Promise<Buffer> {
+    const busy = new Set<Buffer>([...this.#inUse, ...this.#ahead.map((w) => w.buffer)]);
+    const buffer = this.#buffers.find((b) => !busy.has(b));
+    assert.ok(buffer !== undefined, 'a scan buffer is free');
+    const owed = this.#owed.get(buffer);
+    if (owed !== undefined) {
+      await owed;
+      this.#owed.delete(buffer);
+    }
+    return buffer;
+  }
+}
+
+/** A window read synchronously at the scan's position (first, or after a jump). */
+function settledWindow(start: number, length: number, buffer: Buffer): AheadWindow {
+  return {
+    start,
+    length,
+    buffer,
+    done: Promise.resolve(true),
+    complete: true,
+    ok: true,
+    posted: 'no',
+    vouch: null,
+  };
 }
 
 /**

@@ -135,6 +135,8 @@ export interface CommitLogRecoveryReport {
   readonly scanFromOffset: number;
   /** Records checked by this recovery (from `scanFromOffset` on). */
   readonly messagesScanned: number;
+  /** Of those, records whose body CRC the CRC worker thread checked (the main thread checked the rest). */
+  readonly bodyCrcsOnWorker: number;
   /** Bytes after the last valid record that were cut off (0 after a clean shutdown). */
   readonly truncatedBytes: number;
   /** Segments deleted because they started after the end of the log. */
@@ -304,6 +306,7 @@ export class CommitLog {
         maxPhyOffset: 0,
         scanFromOffset: 0,
         messagesScanned: 0,
+        bodyCrcsOnWorker: 0,
         truncatedBytes: 0,
         deletedFiles: [],
         extendedFiles,
@@ -338,6 +341,7 @@ export class CommitLog {
     const emptyFiles = new Set(emptyIndexes.map((i) => files[i] as MappedFile));
     const dispatchAll = !lastExitOK;
     let messagesScanned = 0;
+    let bodyCrcsOnWorker = 0;
     let lastStoreTimestamp = 0;
     const startFile = files[startIndex] as MappedFile;
     options.onScanStart?.(startFile.fileFromOffset);
@@ -358,6 +362,7 @@ export class CommitLog {
         fileSize,
       );
       processOffset = file.fileFromOffset + end.position;
+      bodyCrcsOnWorker += end.bodyCrcsOnWorker ?? 0;
       if (end.stop === 'blank') {
         processOffset = file.fileFromOffset + fileSize;
         continue;
@@ -392,6 +397,7 @@ export class CommitLog {
       maxPhyOffset: processOffset,
       scanFromOffset: startFile.fileFromOffset,
       messagesScanned,
+      bodyCrcsOnWorker,
       truncatedBytes: cut.truncatedBytes,
       deletedFiles: cut.deletedFiles,
       extendedFiles,

@@ -33,6 +33,11 @@ export interface CheckOptions {
   readonly forceVerifyPropCRC?: boolean;
   /** If given, PHYSICALOFFSET must equal it: a record must sit where it says it sits. */
   readonly expectedPhysicalOffset?: number;
+  /**
+   * The body CRC of this very record was already checked, on these bytes (by a recovery scan's
+   * CRC worker): not checked again. Every other check still runs.
+   */
+  readonly bodyCrcVouched?: boolean;
 }
 
 /** A valid record, with the fields recovery and dispatch need. */
@@ -242,7 +247,7 @@ function parseHeader(
   if (bodyLength < 0 || pos + bodyLength > end)
     return invalidInto(out, totalSize, `body length ${bodyLength} overruns the record`);
   const bodyOffset = pos;
-  if (options.checkCRC && options.forceVerifyPropCRC !== true && bodyLength > 0) {
+  if (options.checkCRC && options.forceVerifyPropCRC !== true && bodyLength > 0 && options.bodyCrcVouched !== true) {
     // A plain Uint8Array view: cheaper to make than Buffer.subarray's, once per record.
     const crc = zlib.crc32(new Uint8Array(buf.buffer, buf.byteOffset + bodyOffset, bodyLength)) & CRC_MASK;
     if (crc !== bodyCRC) return invalidInto(out, -1, `body CRC ${crc} does not match BODYCRC ${bodyCRC}`);
