@@ -247,7 +247,12 @@ function parseHeader(
   if (bodyLength < 0 || pos + bodyLength > end)
     return invalidInto(out, totalSize, `body length ${bodyLength} overruns the record`);
   const bodyOffset = pos;
-  if (options.checkCRC && options.forceVerifyPropCRC !== true && bodyLength > 0 && options.bodyCrcVouched !== true) {
+  if (
+    options.checkCRC &&
+    options.forceVerifyPropCRC !== true &&
+    bodyLength > 0 &&
+    options.bodyCrcVouched !== true
+  ) {
     // A plain Uint8Array view: cheaper to make than Buffer.subarray's, once per record.
     const crc = zlib.crc32(new Uint8Array(buf.buffer, buf.byteOffset + bodyOffset, bodyLength)) & CRC_MASK;
     if (crc !== bodyCRC) return invalidInto(out, -1, `body CRC ${crc} does not match BODYCRC ${bodyCRC}`);
