@@ -1,0 +1,387 @@
+import {
+  type Logger,
+  MessageStore,
+  type MessageStoreConfigInput,
+  type MessageStoreOptions,
+  PutMessageStatus,
+} from '../store/index.js';
+import { ConsumerOffsetManager } from './consumer-offset-manager.js';
+import { MessageConst, RESERVED_PROPERTY_KEYS } from './message-const.js';
+import {
+  type SubscriptionGroupConfig,
+  SubscriptionGroupManager,
+  validateGroupName,
+} from './subscription-group-manager.js';
+import {
+  isSystemTopic,
+  isWriteable,
+  type TopicConfig,
+  TopicConfigManager,
+  validateTopicName,
+} from './topic-config-manager.js';
+
+/**
+ * The broker over one message store: topics, groups and consumer offsets (persisted next to the
+ * store, in `config/`), and the send path with the proxy's validation. It knows nothing of gRPC:
+ * outcomes are RocketMQ 5's status names (`TOPIC_NOT_FOUND`, `MESSAGE_BODY_EMPTY`, …), which the
+ * gRPC layer sends as they are.
+ */
+
+/** The largest body a producer may send (the proxy's `maxMessageSize` default). */
+export const MAX_MESSAGE_BODY_SIZE_BYTES = 4 * 1024 * 1024;
+/** The proxy's `maxUserPropertySize`: user properties, tag and keys together. */
+export const MAX_USER_PROPERTIES_SIZE_BYTES = 16 * 1024;
+/** The proxy's `userPropertyMaxNum`. */
+export const MAX_USER_PROPERTY_COUNT = 128;
+/** Room a message group may take (the proxy's `maxMessageGroupSize`). */
+export const MAX_MESSAGE_GROUP_SIZE_BYTES = 64;
+
+export interface BrokerConfig {
+  /** The name routes give this broker (`broker-a`, as in RocketMQ's quick start). */
+  readonly brokerName: string;
+  readonly autoCreateTopicEnable: boolean;
+  readonly autoCreateSubscriptionGroup: boolean;
+  /** Queues of an auto-created topic. */
+  readonly defaultTopicQueueNums: number;
+}
+
+export const DEFAULT_BROKER_CONFIG: BrokerConfig = {
+  brokerName: 'broker-a',
+  autoCreateTopicEnable: true,
+  autoCreateSubscriptionGroup: true,
+  defaultTopicQueueNums: 4,
+};
+
+/** Outcomes of broker calls, named as RocketMQ 5's codes. */
+export type BrokerStatusCode =
+  | 'OK'
+  | 'BAD_REQUEST'
+  | 'ILLEGAL_TOPIC'
+  | 'ILLEGAL_CONSUMER_GROUP'
+  | 'ILLEGAL_MESSAGE_TAG'
+  | 'ILLEGAL_MESSAGE_KEY'
+  | 'ILLEGAL_MESSAGE_GROUP'
+  | 'ILLEGAL_MESSAGE_PROPERTY_KEY'
+  | 'ILLEGAL_MESSAGE_ID'
+  | 'ILLEGAL_DELIVERY_TIME'
+  | 'MESSAGE_PROPERTY_CONFLICT_WITH_TYPE'
+  | 'MESSAGE_CORRUPTED'
+  | 'FORBIDDEN'
+  | 'TOPIC_NOT_FOUND'
+  | 'CONSUMER_GROUP_NOT_FOUND'
+  | 'MESSAGE_BODY_TOO_LARGE'
+  | 'MESSAGE_BODY_EMPTY'
+  | 'MESSAGE_PROPERTIES_TOO_LARGE'
+  | 'TOO_MANY_REQUESTS'
+  | 'INTERNAL_SERVER_ERROR'
+  | 'MASTER_PERSISTENCE_TIMEOUT'
+  | 'UNSUPPORTED';
+
+export interface BrokerStatus {
+  readonly code: BrokerStatusCode;
+  readonly message: string;
+}
+
+const ok: BrokerStatus = { code: 'OK', message: 'OK' };
+const fail = (code: BrokerStatusCode, message: string): BrokerStatus => ({ code, message });
+
+export type SendMessageType = 'NORMAL' | 'FIFO' | 'DELAY' | 'TRANSACTION' | 'LITE' | 'PRIORITY';
+
+/** One message as a producer sends it. */
+export interface SendMessageInput {
+  readonly topic: string;
+  readonly body: Buffer;
+  /** The producer's message id (UNIQ_KEY), returned on send and on every delivery. */
+  readonly messageId: string;
+  readonly messageType: SendMessageType;
+  readonly tag?: string;
+  readonly keys?: readonly string[];
+  readonly messageGroup?: string;
+  readonly deliveryTimestamp?: number;
+  readonly bornTimestamp?: number;
+  /** The producer's host name (`born_host`), kept as `__BORNHOST`. */
+  readonly bornHostName?: string;
+  /** The producer's address, `ip:port`. */
+  readonly clientAddress?: string;
+  readonly userProperties?: Readonly<Record<string, string>>;
+}
+
+export interface SendResult {
+  readonly status: BrokerStatus;
+  readonly messageId: string;
+  readonly queueId: number;
+  readonly queueOffset: number;
+}
+
+export interface BrokerOpenOptions {
+  readonly store: MessageStoreConfigInput;
+  readonly broker?: Partial<BrokerConfig>;
+  readonly logger?: Logger;
+  readonly storeOptions?: MessageStoreOptions;
+}
+
+export class BrokerController {
+  readonly config: BrokerConfig;
+  readonly store: MessageStore;
+  readonly topicConfigManager: TopicConfigManager;
+  readonly subscriptionGroupManager: SubscriptionGroupManager;
+  readonly consumerOffsetManager: ConsumerOffsetManager;
+  readonly #logger: Logger | undefined;
+  /** Round robin over a topic's write queues (the proxy's SendMessageQueueSelector). */
+  readonly #nextQueue = new Map<string, number>();
+  #shutdown: Promise<void> | null = null;
+
+  private constructor(
+    config: BrokerConfig,
+    store: MessageStore,
+    topics: TopicConfigManager,
+    groups: SubscriptionGroupManager,
+    offsets: ConsumerOffsetManager,
+    logger: Logger | undefined,
+  ) {
+    this.config = config;
+    this.store = store;
+    this.topicConfigManager = topics;
+    this.subscriptionGroupManager = groups;
+    this.consumerOffsetManager = offsets;
+    this.#logger = logger;
+  }
+
+  static async open(options: BrokerOpenOptions): Promise<BrokerController> {
+    const config: BrokerConfig = { ...DEFAULT_BROKER_CONFIG, ...options.broker };
+    const storeOptions: MessageStoreOptions = {
+      ...options.storeOptions,
+      ...(options.logger === undefined ? {} : { logger: options.logger }),
+    };
+    const store = await MessageStore.open(options.store, storeOptions);
+    try {
+      const root = store.getMessageStoreConfig().storePathRootDir;
+      const topics = new TopicConfigManager({
+        storePathRootDir: root,
+        autoCreateTopicEnable: config.autoCreateTopicEnable,
+        defaultTopicQueueNums: config.defaultTopicQueueNums,
+      });
+      topics.load();
+      const groups = new SubscriptionGroupManager({
+        storePathRootDir: root,
+        autoCreateSubscriptionGroup: config.autoCreateSubscriptionGroup,
+      });
+      groups.load();
+      const offsets = new ConsumerOffsetManager({ storePathRootDir: root });
+      offsets.load();
+      return new BrokerController(config, store, topics, groups, offsets, options.logger);
+    } catch (err) {
+      await store.shutdown();
+      throw err;
+    }
+  }
+
+  /** The topic's config, created when absent and auto-creation is on; or why there is none. */
+  findTopic(topic: string): { readonly config: TopicConfig } | { readonly status: BrokerStatus } {
+    const problem = validateTopicName(topic);
+    if (problem !== null)
+      return { status: fail('ILLEGAL_TOPIC', `topic ${JSON.stringify(topic)}: ${problem}`) };
+    const config = this.topicConfigManager.getOrAutoCreate(topic);
+    if (config === null) return { status: fail('TOPIC_NOT_FOUND', `topic ${topic} does not exist`) };
+    return { config };
+  }
+
+  /** The group's config, created when absent and auto-creation is on; or why there is none. */
+  findSubscriptionGroup(
+    group: string,
+  ): { readonly config: SubscriptionGroupConfig } | { readonly status: BrokerStatus } {
+    const problem = validateGroupName(group);
+    if (problem !== null) {
+      return { status: fail('ILLEGAL_CONSUMER_GROUP', `group ${JSON.stringify(group)}: ${problem}`) };
+    }
+    const config = this.subscriptionGroupManager.getOrAutoCreate(group);
+    if (config === null)
+      return { status: fail('CONSUMER_GROUP_NOT_FOUND', `consumer group ${group} does not exist`) };
+    return { config };
+  }
+
+  async sendMessage(input: SendMessageInput): Promise<SendResult> {
+    const rejected = (status: BrokerStatus): SendResult => ({
+      status,
+      messageId: input.messageId,
+      queueId: -1,
+      queueOffset: -1,
+    });
+    if (isSystemTopic(input.topic)) {
+      return rejected(
+        fail('ILLEGAL_TOPIC', `topic ${input.topic} is a system topic: producers may not send to it`),
+      );
+    }
+    const found = this.findTopic(input.topic);
+    if ('status' in found) return rejected(found.status);
+    const topic = found.config;
+    const invalid = validateMessage(input, topic);
+    if (invalid !== null) return rejected(invalid);
+    if (!isWriteable(topic.perm) || topic.writeQueueNums <= 0) {
+      return rejected(fail('FORBIDDEN', `topic ${input.topic} is not writeable`));
+    }
+    if (input.messageType !== 'NORMAL') {
+      return rejected(
+        fail(
+          'UNSUPPORTED',
+          `${input.messageType} messages are not supported by this broker yet; send NORMAL messages`,
+        ),
+      );
+    }
+    const queueId = this.#selectQueue(topic);
+    const properties: Record<string, string> = { ...input.userProperties };
+    properties[MessageConst.PROPERTY_UNIQ_CLIENT_MESSAGE_ID_KEYIDX] = input.messageId;
+    if (input.bornHostName !== undefined && input.bornHostName !== '') {
+      properties[MessageConst.PROPERTY_BORN_HOST] = input.bornHostName;
+    }
+    const result = await this.store.putMessage({
+      topic: input.topic,
+      queueId,
+      body: input.body,
+      ...(input.tag === undefined ? {} : { tags: input.tag }),
+      ...(input.keys === undefined || input.keys.length === 0 ? {} : { keys: input.keys }),
+      properties,
+      ...(input.bornTimestamp === undefined ? {} : { bornTimestamp: input.bornTimestamp }),
+      ...(input.clientAddress === undefined ? {} : { bornHost: input.clientAddress }),
+    });
+    const appended = result.appendResult;
+    const sent = (status: BrokerStatus): SendResult => ({
+      status,
+      messageId: input.messageId,
+      queueId,
+      queueOffset: appended?.queueOffset ?? -1,
+    });
+    switch (result.status) {
+      case PutMessageStatus.PUT_OK:
+        return sent(ok);
+      case PutMessageStatus.FLUSH_DISK_TIMEOUT:
+        return sent(
+          fail('MASTER_PERSISTENCE_TIMEOUT', 'the message is stored, but was not flushed to disk in time'),
+        );
+      case PutMessageStatus.FLUSH_SLAVE_TIMEOUT:
+      case PutMessageStatus.SLAVE_NOT_AVAILABLE:
+        return sent(fail('INTERNAL_SERVER_ERROR', result.status));
+      case PutMessageStatus.MESSAGE_ILLEGAL:
+      case PutMessageStatus.PROPERTIES_SIZE_EXCEEDED:
+        return sent(fail('MESSAGE_CORRUPTED', result.reason ?? result.status));
+      case PutMessageStatus.OS_PAGE_CACHE_BUSY:
+        return sent(fail('TOO_MANY_REQUESTS', 'the store is busy writing; retry later'));
+      case PutMessageStatus.SERVICE_NOT_AVAILABLE:
+      case PutMessageStatus.CREATE_MAPPED_FILE_FAILED:
+      case PutMessageStatus.UNKNOWN_ERROR:
+        this.#logger?.error(
+          { status: result.status, reason: result.reason, err: result.error },
+          'a put failed',
+        );
+        return sent(
+          fail(
+            'INTERNAL_SERVER_ERROR',
+            `the store refused the message: ${result.error?.message ?? result.reason ?? result.status}`,
+          ),
+        );
+    }
+  }
+
+  #selectQueue(topic: TopicConfig): number {
+    const next = this.#nextQueue.get(topic.topicName) ?? 0;
+    this.#nextQueue.set(topic.topicName, next + 1);
+    return next % topic.writeQueueNums;
+  }
+
+  /** Persists offsets and shuts the store down cleanly (the next open is a normal recovery). */
+  shutdown(): Promise<void> {
+    this.#shutdown ??= (async () => {
+      try {
+        this.consumerOffsetManager.persist();
+      } finally {
+        await this.store.shutdown();
+      }
+    })();
+    return this.#shutdown;
+  }
+}
+
+/** The proxy's checks of one message (SendMessageActivity), in its order. */
+function validateMessage(input: SendMessageInput, topic: TopicConfig): BrokerStatus | null {
+  if (input.body.length === 0) return fail('MESSAGE_BODY_EMPTY', 'the message body is empty');
+  if (input.body.length > MAX_MESSAGE_BODY_SIZE_BYTES) {
+    return fail(
+      'MESSAGE_BODY_TOO_LARGE',
+      `the message body is ${input.body.length} bytes, more than the ${MAX_MESSAGE_BODY_SIZE_BYTES} allowed`,
+    );
+  }
+  if (input.messageId.trim() === '') return fail('ILLEGAL_MESSAGE_ID', 'the message id is blank');
+  const tag = input.tag;
+  if (tag !== undefined) {
+    if (tag.trim() === '') return fail('ILLEGAL_MESSAGE_TAG', 'the tag is blank');
+    if (tag.includes('|')) return fail('ILLEGAL_MESSAGE_TAG', `the tag ${JSON.stringify(tag)} contains '|'`);
+    if (hasControlCharacter(tag)) return fail('ILLEGAL_MESSAGE_TAG', 'the tag contains a control character');
+  }
+  for (const key of input.keys ?? []) {
+    if (key.trim() === '') return fail('ILLEGAL_MESSAGE_KEY', 'a message key is blank');
+    if (hasControlCharacter(key))
+      return fail('ILLEGAL_MESSAGE_KEY', 'a message key contains a control character');
+  }
+  const userProperties = Object.entries(input.userProperties ?? {});
+  if (userProperties.length > MAX_USER_PROPERTY_COUNT) {
+    return fail(
+      'MESSAGE_PROPERTIES_TOO_LARGE',
+      `${userProperties.length} user properties, more than the ${MAX_USER_PROPERTY_COUNT} allowed`,
+    );
+  }
+  let propertyBytes =
+    Buffer.byteLength(tag ?? '') + (input.keys ?? []).reduce((n, k) => n + Buffer.byteLength(k), 0);
+  for (const [name, value] of userProperties) {
+    if (RESERVED_PROPERTY_KEYS.has(name)) {
+      return fail('ILLEGAL_MESSAGE_PROPERTY_KEY', `property ${name} is reserved for the broker`);
+    }
+    if (name.trim() === '' || hasControlCharacter(name)) {
+      return fail(
+        'ILLEGAL_MESSAGE_PROPERTY_KEY',
+        `property name ${JSON.stringify(name)} is blank or has a control character`,
+      );
+    }
+    if (hasControlCharacter(value)) {
+      return fail(
+        'ILLEGAL_MESSAGE_PROPERTY_KEY',
+        `the value of property ${name} contains a control character`,
+      );
+    }
+    propertyBytes += Buffer.byteLength(name) + Buffer.byteLength(value);
+  }
+  if (propertyBytes > MAX_USER_PROPERTIES_SIZE_BYTES) {
+    return fail(
+      'MESSAGE_PROPERTIES_TOO_LARGE',
+      `user properties, tag and keys take ${propertyBytes} bytes, more than the ${MAX_USER_PROPERTIES_SIZE_BYTES} allowed`,
+    );
+  }
+  const group = input.messageGroup;
+  if (group !== undefined) {
+    if (
+      group.trim() === '' ||
+      Buffer.byteLength(group) >= MAX_MESSAGE_GROUP_SIZE_BYTES ||
+      hasControlCharacter(group)
+    ) {
+      return fail(
+        'ILLEGAL_MESSAGE_GROUP',
+        `message group ${JSON.stringify(group)} is blank, ${MAX_MESSAGE_GROUP_SIZE_BYTES} bytes or longer, or has a control character`,
+      );
+    }
+  }
+  if (topic.messageType !== 'MIXED' && topic.messageType !== input.messageType) {
+    return fail(
+      'MESSAGE_PROPERTY_CONFLICT_WITH_TYPE',
+      `topic ${topic.topicName} takes ${topic.messageType} messages, not ${input.messageType}`,
+    );
+  }
+  return null;
+}
+
+/** Control characters (below 0x20 but tab, CR and LF; and DEL) are refused in names and values. */
+function hasControlCharacter(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if ((c < 0x20 && c !== 0x09 && c !== 0x0a && c !== 0x0d) || c === 0x7f) return true;
+  }
+  return false;
+}

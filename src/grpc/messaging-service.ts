@@ -1,0 +1,255 @@
+import type * as grpc from '@grpc/grpc-js';
+import type { BrokerController, BrokerStatus, SendMessageType } from '../broker/broker-controller.js';
+import { isReadable, isWriteable, type TopicConfig } from '../broker/topic-config-manager.js';
+import type { Logger } from '../store/index.js';
+import {
+  type Code,
+  type Endpoints,
+  type MessageQueue,
+  type MessageType,
+  millisOf,
+  type ProtoMessage,
+  type Resource,
+  type Status,
+  status,
+} from './proto.js';
+import { type ClientSettings, TelemetrySessions } from './telemetry.js';
+
+/**
+ * `apache.rocketmq.v2.MessagingService` over a BrokerController: the proxy's activities
+ * (GrpcMessagingApplication) without the proxy. Application outcomes travel in each response's
+ * `status` with gRPC status OK, as the proxy does; the client reads them there.
+ */
+
+/** The `x-mq-*` headers every client call carries. */
+export interface CallContext {
+  readonly clientId: string;
+  readonly peer: string;
+}
+
+export interface MessagingServiceOptions {
+  readonly broker: BrokerController;
+  /** Where routes send clients: this server's reachable address. */
+  readonly advertisedEndpoint: () => { readonly host: string; readonly port: number };
+  readonly logger: Logger;
+}
+
+type Unary<Req, Res> = (call: grpc.ServerUnaryCall<Req, Res>, callback: grpc.sendUnaryData<Res>) => void;
+
+export function createMessagingService(options: MessagingServiceOptions): {
+  readonly implementation: grpc.UntypedServiceImplementation;
+  readonly telemetry: TelemetrySessions;
+} {
+  const { broker, logger } = options;
+  const telemetry = new TelemetrySessions(logger);
+
+  /** A unary handler: the client id is required; a throw becomes INTERNAL_SERVER_ERROR, never a crash. */
+  const unary =
+    <Req, Res extends { status?: Status }>(
+      name: string,
+      handle: (request: Req, context: CallContext) => Res | Promise<Res>,
+    ): Unary<Req, Res> =>
+    (call, callback) => {
+      const context = callContext(call);
+      if (context.clientId === '') {
+        callback(null, {
+          status: status('CLIENT_ID_REQUIRED', 'the x-mq-client-id header is required'),
+        } as Res);
+        return;
+      }
+      Promise.resolve()
+        .then(() => handle(call.request, context))
+        .then(
+          (response) => callback(null, response),
+          (err: unknown) => {
+            logger.error({ err, rpc: name, clientId: context.clientId }, 'a call failed');
+            callback(null, {
+              status: status('INTERNAL_SERVER_ERROR', `${name} failed: ${(err as Error).message}`),
+            } as Res);
+          },
+        );
+    };
+
+  const endpoints = (): Endpoints => {
+    const { host, port } = options.advertisedEndpoint();
+    return { scheme: isIPv4(host) ? 'IPv4' : 'DOMAIN_NAME', addresses: [{ host, port }] };
+  };
+
+  const queueOf = (topic: TopicConfig, id: number, permission: MessageQueue['permission']): MessageQueue => ({
+    topic: { name: topic.topicName, resource_namespace: '' },
+    id,
+    permission,
+    broker: { name: broker.config.brokerName, id: 0, endpoints: endpoints() },
+    accept_message_types: acceptedTypes(topic),
+  });
+
+  const implementation: grpc.UntypedServiceImplementation = {
+    QueryRoute: unary('QueryRoute', (request: { topic?: Resource }) => {
+      const found = broker.findTopic(request.topic?.name ?? '');
+      if ('status' in found) return { status: fromBroker(found.status) };
+      const topic = found.config;
+      // Queue ids 0..n-1, each with the permissions its index has in both counts (the client
+      // uses queue 0 only, so it must be there; it always is).
+      const queues: MessageQueue[] = [];
+      const count = Math.max(topic.readQueueNums, topic.writeQueueNums);
+      for (let id = 0; id < count; id++) {
+        const read = id < topic.readQueueNums && isReadable(topic.perm);
+        const write = id < topic.writeQueueNums && isWriteable(topic.perm);
+        queues.push(
+          queueOf(topic, id, read && write ? 'READ_WRITE' : read ? 'READ' : write ? 'WRITE' : 'NONE'),
+        );
+      }
+      return { status: status('OK'), message_queues: queues };
+    }),
+
+    Heartbeat: unary('Heartbeat', (_request: { group?: Resource; client_type?: string }, context) => {
+      telemetry.touch(context.clientId);
+      return { status: status('OK') };
+    }),
+
+    NotifyClientTermination: unary('NotifyClientTermination', (_request: { group?: Resource }, context) => {
+      telemetry.forget(context.clientId);
+      return { status: status('OK') };
+    }),
+
+    QueryAssignment: unary('QueryAssignment', (request: { topic?: Resource; group?: Resource }) => {
+      const found = broker.findTopic(request.topic?.name ?? '');
+      if ('status' in found) return { status: fromBroker(found.status) };
+      if (!isReadable(found.config.perm) || found.config.readQueueNums <= 0) {
+        return { status: status('FORBIDDEN', `topic ${found.config.topicName} has no readable queue`) };
+      }
+      // A standard group pops every queue of the broker at once: one assignment, queue id -1.
+      return {
+        status: status('OK'),
+        assignments: [{ message_queue: queueOf(found.config, -1, 'READ_WRITE') }],
+      };
+    }),
+
+    SendMessage: unary('SendMessage', async (request: { messages?: readonly ProtoMessage[] }, context) => {
+      const messages = request.messages ?? [];
+      if (messages.length === 0)
+        return { status: status('MESSAGE_CORRUPTED', 'no message to send'), entries: [] };
+      const topic = messages[0]?.topic?.name ?? '';
+      if (messages.some((m) => (m.topic?.name ?? '') !== topic)) {
+        return {
+          status: status('MESSAGE_CORRUPTED', 'the messages of one request must share a topic'),
+          entries: [],
+        };
+      }
+      const entries = [];
+      for (const message of messages) {
+        const system = message.system_properties ?? {};
+        const deliveryTimestamp = millisOf(system.delivery_timestamp);
+        const bornTimestamp = millisOf(system.born_timestamp);
+        const clientAddress = peerAddress(context.peer);
+        const result = await broker.sendMessage({
+          topic,
+          body: message.body ?? Buffer.alloc(0),
+          messageId: system.message_id ?? '',
+          messageType: sendType(system.message_type),
+          ...(system.tag === undefined ? {} : { tag: system.tag }),
+          ...(system.keys === undefined ? {} : { keys: system.keys }),
+          ...(system.message_group === undefined ? {} : { messageGroup: system.message_group }),
+          ...(deliveryTimestamp === undefined ? {} : { deliveryTimestamp }),
+          ...(bornTimestamp === undefined ? {} : { bornTimestamp }),
+          ...(system.born_host === undefined ? {} : { bornHostName: system.born_host }),
+          ...(clientAddress === undefined ? {} : { clientAddress }),
+          userProperties: message.user_properties ?? {},
+        });
+        entries.push({
+          status: fromBroker(result.status),
+          message_id: result.messageId,
+          transaction_id: result.messageId,
+          offset: result.queueOffset,
+          recall_handle: '',
+        });
+      }
+      return { status: summarize(entries.map((e) => e.status)), entries };
+    }),
+
+    Telemetry: (call: grpc.ServerDuplexStream<unknown, unknown>) => {
+      const context = callContext(call);
+      telemetry.open(call, context.clientId, (settings: ClientSettings) => {
+        if (context.clientId === '')
+          return status('CLIENT_ID_REQUIRED', 'the x-mq-client-id header is required');
+        for (const topic of settings.publishing?.topics ?? []) {
+          const found = broker.findTopic(topic.name ?? '');
+          if ('status' in found) return fromBroker(found.status);
+        }
+        const group = settings.subscription?.group?.name;
+        if (group !== undefined) {
+          const found = broker.findSubscriptionGroup(group);
+          if ('status' in found) return fromBroker(found.status);
+          return { fifo: found.config.consumeMessageOrderly, maxAttempts: found.config.retryMaxTimes + 1 };
+        }
+        return null;
+      });
+    },
+  };
+
+  // Not served yet: a clear UNSUPPORTED in the response, never a gRPC UNIMPLEMENTED the client
+  // would retry as an internal error.
+  for (const name of [
+    'AckMessage',
+    'ChangeInvisibleDuration',
+    'ForwardMessageToDeadLetterQueue',
+    'EndTransaction',
+    'RecallMessage',
+    'UpdateOffset',
+    'GetOffset',
+    'QueryOffset',
+    'SyncLiteSubscription',
+  ]) {
+    implementation[name] = unary(name, () => ({
+      status: status('UNSUPPORTED', `${name} is not supported by this broker yet`),
+    }));
+  }
+  for (const name of ['ReceiveMessage', 'PullMessage']) {
+    implementation[name] = (call: grpc.ServerWritableStream<unknown, unknown>) => {
+      call.write({ status: status('UNSUPPORTED', `${name} is not supported by this broker yet`) });
+      call.write({ delivery_timestamp: { seconds: Math.floor(Date.now() / 1000), nanos: 0 } });
+      call.end();
+    };
+  }
+  return { implementation, telemetry };
+}
+
+function callContext(call: { metadata: grpc.Metadata; getPeer(): string }): CallContext {
+  const clientId = call.metadata.get('x-mq-client-id')[0];
+  return { clientId: typeof clientId === 'string' ? clientId.trim() : '', peer: call.getPeer() };
+}
+
+function fromBroker(s: BrokerStatus): Status {
+  return { code: s.code satisfies Code, message: s.message };
+}
+
+/** The proxy's top-level status: the entries' one code, or MULTIPLE_RESULTS when they differ. */
+function summarize(statuses: readonly Status[]): Status {
+  const first = statuses[0];
+  if (first === undefined) return status('INTERNAL_SERVER_ERROR', 'no result');
+  return statuses.every((s) => s.code === first.code)
+    ? first
+    : status('MULTIPLE_RESULTS', 'the messages had different results');
+}
+
+/** The message type as sent; unspecified counts as NORMAL, as the proxy reads it. */
+function sendType(type: MessageType | undefined): SendMessageType {
+  return type === undefined || type === 'MESSAGE_TYPE_UNSPECIFIED' ? 'NORMAL' : type;
+}
+
+function acceptedTypes(topic: TopicConfig): MessageType[] {
+  return topic.messageType === 'MIXED' ? ['NORMAL', 'FIFO', 'DELAY', 'TRANSACTION'] : [topic.messageType];
+}
+
+/** `ipv4:1.2.3.4:5` / `ipv6:[::1]:5` / `1.2.3.4:5` (grpc-js peers) as `ip:port`. */
+function peerAddress(peer: string): string | undefined {
+  const bare = peer.replace(/^ipv[46]:/, '');
+  const match = /^\[?([0-9a-fA-F.:]+)\]?:(\d+)$/.exec(bare);
+  if (match === null) return undefined;
+  const host = match[1] as string;
+  return host.includes(':') ? `[${host}]:${match[2]}` : `${host}:${match[2]}`;
+}
+
+function isIPv4(host: string): boolean {
+  return /^\d{1,3}(\.\d{1,3}){3}$/.test(host);
+}
