@@ -9,8 +9,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import pino from 'pino';
-import { BrokerController } from '../broker/broker-controller.js';
-import { DEFAULT_LISTEN_HOST, DEFAULT_LISTEN_PORT, GrpcServer } from '../grpc/grpc-server.js';
+import { BrokerController } from '../broker/index.js';
+import { DEFAULT_LISTEN_HOST, DEFAULT_LISTEN_PORT, GrpcServer } from '../grpc/index.js';
 
 function parseListen(value: string): { host: string; port: number } {
   const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(value);

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
-import type { BrokerController } from '../broker/broker-controller.js';
+import type { BrokerController } from '../broker/index.js';
 import type { Logger } from '../store/index.js';
 import { createMessagingService } from './messaging-service.js';
 import { loadMessagingService } from './proto.js';

@@ -1,6 +1,6 @@
 import type * as grpc from '@grpc/grpc-js';
-import type { BrokerController, BrokerStatus, SendMessageType } from '../broker/broker-controller.js';
-import { isReadable, isWriteable, type TopicConfig } from '../broker/topic-config-manager.js';
+import type { BrokerController, BrokerStatus, SendMessageType } from '../broker/index.js';
+import { isReadable, isWriteable, type TopicConfig } from '../broker/index.js';
 import type { Logger } from '../store/index.js';
 import {
   type Code,

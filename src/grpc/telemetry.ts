@@ -1,5 +1,5 @@
 import type * as grpc from '@grpc/grpc-js';
-import { MAX_MESSAGE_BODY_SIZE_BYTES } from '../broker/broker-controller.js';
+import { MAX_MESSAGE_BODY_SIZE_BYTES } from '../broker/index.js';
 import type { Logger } from '../store/index.js';
 import type { Duration, Resource, Status } from './proto.js';
 import { status } from './proto.js';
