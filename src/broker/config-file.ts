@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { errnoCode } from '../store/errors.js';
@@ -128,6 +129,102 @@ export class ConfigFile<T> {
       return true;
     } catch {
       return false;
+    }
+  }
+}
+
+/** A decoded config file: its table, its data version, and top-level keys kept as read. */
+export interface DecodedConfig<E> {
+  readonly entries: Map<string, E>;
+  readonly dataVersion: DataVersion;
+  /** Top-level keys other than the table and version (RocketMQ 5's `forbiddenTable`, ...). */
+  readonly extra: Record<string, unknown>;
+}
+
+/**
+ * RocketMQ's `ConfigManager` for one named table (`topicConfigTable`, `subscriptionGroupTable`,
+ * `offsetTable`): what the three managers share. The table is written back with the top-level
+ * keys it was read with, and never before `load()` (an empty table would replace the file's).
+ */
+export class ConfigTable<E> {
+  readonly #file: ConfigFile<DecodedConfig<E>>;
+  readonly #owner: string;
+  readonly #tableKey: string;
+  readonly #encodeEntry: (entry: E) => unknown;
+  #entries = new Map<string, E>();
+  #dataVersion = newDataVersion();
+  #extra: Record<string, unknown> = {};
+  #loaded = false;
+
+  constructor(options: {
+    readonly filePath: string;
+    /** Named in the assertion that guards persisting before load(). */
+    readonly owner: string;
+    readonly tableKey: string;
+    readonly decode: ConfigDecoder<DecodedConfig<E>>;
+    readonly encodeEntry: (entry: E) => unknown;
+  }) {
+    this.#file = new ConfigFile(options.filePath, options.decode);
+    this.#owner = options.owner;
+    this.#tableKey = options.tableKey;
+    this.#encodeEntry = options.encodeEntry;
+  }
+
+  get path(): string {
+    return this.#file.path;
+  }
+
+  /** Where the last `load()` found the table: the file, its .bak, or nowhere. */
+  get loadedFrom(): ConfigLoadSource | null {
+    return this.#file.lastLoadSource;
+  }
+
+  get dataVersion(): Readonly<DataVersion> {
+    return { ...this.#dataVersion };
+  }
+
+  get loaded(): boolean {
+    return this.#loaded;
+  }
+
+  /** The table; a change made through it is written by the next `persist()`. */
+  get entries(): Map<string, E> {
+    return this.#entries;
+  }
+
+  /** Reads the file (or its .bak; empty when neither exists); throws `ERR_CONFIG_FILE_INVALID`. */
+  load(): void {
+    const table = this.#file.load();
+    this.#entries = table?.entries ?? new Map();
+    this.#dataVersion = table?.dataVersion ?? newDataVersion();
+    this.#extra = table?.extra ?? {};
+    this.#loaded = true;
+  }
+
+  /** Writes the table under `dataVersion`, which becomes the table's once the write succeeded. */
+  persist(dataVersion: DataVersion = this.#dataVersion): void {
+    assert.ok(this.#loaded, `${this.#owner} persisted before load()`);
+    const table: Record<string, unknown> = {};
+    for (const [name, entry] of this.#entries) table[name] = this.#encodeEntry(entry);
+    const json = { ...this.#extra, [this.#tableKey]: table, dataVersion };
+    this.#file.persist(JSON.stringify(json, null, 2));
+    this.#dataVersion = dataVersion;
+  }
+
+  /**
+   * Sets (or deletes) one entry and persists under the next data version. When the persist
+   * fails the change is undone, so memory never claims what the file would lose at a restart.
+   */
+  apply(name: string, entry: E | undefined): void {
+    const previous = this.#entries.get(name);
+    if (entry === undefined) this.#entries.delete(name);
+    else this.#entries.set(name, entry);
+    try {
+      this.persist(nextDataVersion(this.#dataVersion));
+    } catch (err) {
+      if (previous === undefined) this.#entries.delete(name);
+      else this.#entries.set(name, previous);
+      throw err;
     }
   }
 }

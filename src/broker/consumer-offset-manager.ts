@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import {
-  ConfigFile,
   type ConfigLoadSource,
+  ConfigTable,
   type DataVersion,
+  type DecodedConfig,
   decodeDataVersion,
   expectRecord,
-  newDataVersion,
   nextDataVersion,
 } from './config-file.js';
 import { BrokerError } from './errors.js';
@@ -50,38 +50,35 @@ export interface CommitOffsetOptions {
   force?: boolean;
 }
 
-interface OffsetTable {
-  readonly offsets: Map<string, Map<number, number>>;
-  readonly dataVersion: DataVersion;
-  /** Top-level keys other than the table and version, as read. */
-  readonly extra: Record<string, unknown>;
-}
+/** One `topic@group` entry: queueId -> next offset to consume. */
+type QueueOffsets = Map<number, number>;
 
 export class ConsumerOffsetManager {
-  readonly #file: ConfigFile<OffsetTable>;
-  /** `topic@group` -> queueId -> next offset to consume. */
-  #offsets = new Map<string, Map<number, number>>();
-  #dataVersion = newDataVersion();
-  #extra: Record<string, unknown> = {};
+  readonly #table: ConfigTable<QueueOffsets>;
   #dirty = false;
-  #loaded = false;
 
   constructor(options: ConsumerOffsetManagerOptions) {
-    this.#file = new ConfigFile(path.join(options.storePathRootDir, CONSUMER_OFFSET_FILE), decodeOffsetTable);
+    this.#table = new ConfigTable({
+      filePath: path.join(options.storePathRootDir, CONSUMER_OFFSET_FILE),
+      owner: 'ConsumerOffsetManager',
+      tableKey: 'offsetTable',
+      decode: decodeOffsetTable,
+      encodeEntry: (queues) => Object.fromEntries(queues),
+    });
   }
 
   /** The path of consumerOffset.json. */
   get configFilePath(): string {
-    return this.#file.path;
+    return this.#table.path;
   }
 
   /** Where the last `load()` found the table: the file, its .bak, or nowhere. */
   get loadedFrom(): ConfigLoadSource | null {
-    return this.#file.lastLoadSource;
+    return this.#table.loadedFrom;
   }
 
   get dataVersion(): Readonly<DataVersion> {
-    return { ...this.#dataVersion };
+    return this.#table.dataVersion;
   }
 
   /** True when a commit or removal has not been persisted yet. */
@@ -91,12 +88,8 @@ export class ConsumerOffsetManager {
 
   /** Reads the file (or its .bak; empty when neither exists); throws `ERR_CONFIG_FILE_INVALID`. */
   load(): void {
-    const table = this.#file.load();
-    this.#offsets = table?.offsets ?? new Map();
-    this.#dataVersion = table?.dataVersion ?? newDataVersion();
-    this.#extra = table?.extra ?? {};
+    this.#table.load();
     this.#dirty = false;
-    this.#loaded = true;
   }
 
   /**
@@ -123,13 +116,13 @@ export class ConsumerOffsetManager {
     if (!Number.isSafeInteger(offset) || offset < 0) {
       throw new BrokerError('ERR_INVALID_ARGUMENT', `offset must be a non-negative integer, got ${offset}`);
     }
-    let queues = this.#offsets.get(key);
+    let queues = this.#table.entries.get(key);
     const current = queues?.get(queueId);
     if (current === offset) return false;
     if (current !== undefined && offset < current && options?.force !== true) return false;
     if (queues === undefined) {
       queues = new Map();
-      this.#offsets.set(key, queues);
+      this.#table.entries.set(key, queues);
     }
     queues.set(queueId, offset);
     this.#dirty = true;
@@ -138,22 +131,22 @@ export class ConsumerOffsetManager {
 
   /** The committed offset of `group` on `topic`/`queueId`, or -1 when it never committed one. */
   queryOffset(group: string, topic: string, queueId: number): number {
-    return this.#offsets.get(`${topic}${TOPIC_GROUP_SEPARATOR}${group}`)?.get(queueId) ?? -1;
+    return this.#table.entries.get(`${topic}${TOPIC_GROUP_SEPARATOR}${group}`)?.get(queueId) ?? -1;
   }
 
   /** Every committed offset of `group` on `topic`, by queue id (a copy). */
   offsetsOf(group: string, topic: string): Map<number, number> {
-    const queues = this.#offsets.get(`${topic}${TOPIC_GROUP_SEPARATOR}${group}`);
+    const queues = this.#table.entries.get(`${topic}${TOPIC_GROUP_SEPARATOR}${group}`);
     return new Map([...(queues ?? [])].sort(([a], [b]) => a - b));
   }
 
   /** Forgets every offset of `group`, on every topic (the group was deleted). */
   removeOffset(group: string): void {
     const suffix = `${TOPIC_GROUP_SEPARATOR}${group}`;
-    for (const key of [...this.#offsets.keys()]) {
+    for (const key of [...this.#table.entries.keys()]) {
       // Keys hold exactly one separator (commitOffset and load refuse others), so this is the group.
       if (key.endsWith(suffix)) {
-        this.#offsets.delete(key);
+        this.#table.entries.delete(key);
         this.#dirty = true;
       }
     }
@@ -165,13 +158,9 @@ export class ConsumerOffsetManager {
    */
   persist(): boolean {
     // Persisting before load() would replace the file's offsets with an empty table.
-    assert.ok(this.#loaded, 'ConsumerOffsetManager persisted before load()');
+    assert.ok(this.#table.loaded, 'ConsumerOffsetManager persisted before load()');
     if (!this.#dirty) return false;
-    const offsetTable: Record<string, Record<string, number>> = {};
-    for (const [key, queues] of this.#offsets) offsetTable[key] = Object.fromEntries(queues);
-    const dataVersion = nextDataVersion(this.#dataVersion);
-    this.#file.persist(JSON.stringify({ ...this.#extra, offsetTable, dataVersion }, null, 2));
-    this.#dataVersion = dataVersion;
+    this.#table.persist(nextDataVersion(this.#table.dataVersion));
     this.#dirty = false;
     return true;
   }
@@ -207,7 +196,7 @@ function parseOffsetFile(text: string): Record<string, unknown> {
   return expectRecord(parsed, 'the file');
 }
 
-function decodeOffsetTable(text: string): OffsetTable {
+function decodeOffsetTable(text: string): DecodedConfig<QueueOffsets> {
   const root = parseOffsetFile(text);
   const table = expectRecord(root.offsetTable ?? {}, 'offsetTable');
   const offsets = new Map<string, Map<number, number>>();
@@ -233,5 +222,5 @@ function decodeOffsetTable(text: string): OffsetTable {
     offsets.set(key, queues);
   }
   const { offsetTable: _table, dataVersion, ...extra } = root;
-  return { offsets, dataVersion: decodeDataVersion(dataVersion, 'dataVersion'), extra };
+  return { entries: offsets, dataVersion: decodeDataVersion(dataVersion, 'dataVersion'), extra };
 }

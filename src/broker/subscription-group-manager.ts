@@ -1,13 +1,11 @@
-import assert from 'node:assert/strict';
 import path from 'node:path';
 import {
-  ConfigFile,
   type ConfigLoadSource,
+  ConfigTable,
   type DataVersion,
+  type DecodedConfig,
   decodeDataVersion,
   expectRecord,
-  newDataVersion,
-  nextDataVersion,
   parseJsonObject,
 } from './config-file.js';
 import { BrokerError } from './errors.js';
@@ -80,57 +78,45 @@ interface GroupEntry {
   readonly extra: Readonly<Record<string, unknown>>;
 }
 
-interface GroupTable {
-  readonly entries: Map<string, GroupEntry>;
-  readonly dataVersion: DataVersion;
-  /** Top-level keys other than the table and version (RocketMQ 5's `forbiddenTable`), as read. */
-  readonly extra: Record<string, unknown>;
-}
-
 const MODELLED_FIELDS = new Set(['groupName', 'consumeEnable', 'consumeMessageOrderly', 'retryMaxTimes']);
 
 export class SubscriptionGroupManager {
-  readonly #file: ConfigFile<GroupTable>;
+  readonly #table: ConfigTable<GroupEntry>;
   readonly #autoCreateSubscriptionGroup: boolean;
-  #table = new Map<string, GroupEntry>();
-  #dataVersion = newDataVersion();
-  #extra: Record<string, unknown> = {};
-  #loaded = false;
 
   constructor(options: SubscriptionGroupManagerOptions) {
-    this.#file = new ConfigFile(
-      path.join(options.storePathRootDir, SUBSCRIPTION_GROUP_FILE),
-      decodeGroupTable,
-    );
+    this.#table = new ConfigTable({
+      filePath: path.join(options.storePathRootDir, SUBSCRIPTION_GROUP_FILE),
+      owner: 'SubscriptionGroupManager',
+      tableKey: 'subscriptionGroupTable',
+      decode: decodeGroupTable,
+      encodeEntry: (entry) => ({ ...ROCKETMQ_UNMODELLED_DEFAULTS, ...entry.extra, ...entry.config }),
+    });
     this.#autoCreateSubscriptionGroup = options.autoCreateSubscriptionGroup ?? true;
   }
 
   /** The path of subscriptionGroup.json. */
   get configFilePath(): string {
-    return this.#file.path;
+    return this.#table.path;
   }
 
   /** Where the last `load()` found the table: the file, its .bak, or nowhere. */
   get loadedFrom(): ConfigLoadSource | null {
-    return this.#file.lastLoadSource;
+    return this.#table.loadedFrom;
   }
 
   get dataVersion(): Readonly<DataVersion> {
-    return { ...this.#dataVersion };
+    return this.#table.dataVersion;
   }
 
   /** Reads the file (or its .bak; empty when neither exists); throws `ERR_CONFIG_FILE_INVALID`. */
   load(): void {
-    const table = this.#file.load();
-    this.#table = table?.entries ?? new Map();
-    this.#dataVersion = table?.dataVersion ?? newDataVersion();
-    this.#extra = table?.extra ?? {};
-    this.#loaded = true;
+    this.#table.load();
   }
 
   /** The group's config, or null (never creates; see `getOrAutoCreate`). */
   findSubscriptionGroupConfig(groupName: string): SubscriptionGroupConfig | null {
-    return this.#table.get(groupName)?.config ?? null;
+    return this.#table.entries.get(groupName)?.config ?? null;
   }
 
   /**
@@ -139,7 +125,7 @@ export class SubscriptionGroupManager {
    * illegal name.
    */
   getOrAutoCreate(groupName: string): SubscriptionGroupConfig | null {
-    const existing = this.#table.get(groupName);
+    const existing = this.#table.entries.get(groupName);
     if (existing !== undefined) return existing.config;
     const reason = validateGroupName(groupName);
     if (reason !== null) throw new BrokerError('ERR_INVALID_GROUP', reason);
@@ -150,7 +136,7 @@ export class SubscriptionGroupManager {
       consumeMessageOrderly: false,
       retryMaxTimes: DEFAULT_RETRY_MAX_TIMES,
     });
-    this.#apply(groupName, { config, extra: {} });
+    this.#table.apply(groupName, { config, extra: {} });
     return config;
   }
 
@@ -167,48 +153,25 @@ export class SubscriptionGroupManager {
       consumeMessageOrderly: config.consumeMessageOrderly,
       retryMaxTimes: config.retryMaxTimes,
     });
-    this.#apply(config.groupName, { config: stored, extra: this.#table.get(config.groupName)?.extra ?? {} });
+    const extra = this.#table.entries.get(config.groupName)?.extra ?? {};
+    this.#table.apply(config.groupName, { config: stored, extra });
     return stored;
   }
 
   /** Removes a group and persists the table; false when there was no such group. */
   deleteSubscriptionGroupConfig(groupName: string): boolean {
-    if (!this.#table.has(groupName)) return false;
-    this.#apply(groupName, undefined);
+    if (!this.#table.entries.has(groupName)) return false;
+    this.#table.apply(groupName, undefined);
     return true;
   }
 
   all(): SubscriptionGroupConfig[] {
-    return [...this.#table.values()].map((entry) => entry.config);
+    return [...this.#table.entries.values()].map((entry) => entry.config);
   }
 
   /** Writes the table to subscriptionGroup.json (every change already does). */
   persist(): void {
-    // Persisting before load() would replace the file's groups with an empty table.
-    assert.ok(this.#loaded, 'SubscriptionGroupManager persisted before load()');
-    const subscriptionGroupTable: Record<string, unknown> = {};
-    for (const [name, entry] of this.#table) {
-      subscriptionGroupTable[name] = { ...ROCKETMQ_UNMODELLED_DEFAULTS, ...entry.extra, ...entry.config };
-    }
-    const json = { ...this.#extra, subscriptionGroupTable, dataVersion: this.#dataVersion };
-    this.#file.persist(JSON.stringify(json, null, 2));
-  }
-
-  /** Sets (or deletes) one entry, bumps the data version and persists; undone if the persist fails. */
-  #apply(groupName: string, entry: GroupEntry | undefined): void {
-    const previous = this.#table.get(groupName);
-    const previousVersion = this.#dataVersion;
-    if (entry === undefined) this.#table.delete(groupName);
-    else this.#table.set(groupName, entry);
-    this.#dataVersion = nextDataVersion(previousVersion);
-    try {
-      this.persist();
-    } catch (err) {
-      if (previous === undefined) this.#table.delete(groupName);
-      else this.#table.set(groupName, previous);
-      this.#dataVersion = previousVersion;
-      throw err;
-    }
+    this.#table.persist();
   }
 }
 
@@ -227,7 +190,7 @@ function groupConfigProblem(config: SubscriptionGroupConfig): string | null {
 }
 
 /** Reads what RocketMQ could have written: a missing field takes RocketMQ's default, a wrong type fails the file. */
-function decodeGroupTable(text: string): GroupTable {
+function decodeGroupTable(text: string): DecodedConfig<GroupEntry> {
   const root = parseJsonObject(text);
   const table = expectRecord(root.subscriptionGroupTable ?? {}, 'subscriptionGroupTable');
   const entries = new Map<string, GroupEntry>();

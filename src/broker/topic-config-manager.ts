@@ -1,13 +1,11 @@
-import assert from 'node:assert/strict';
 import path from 'node:path';
 import {
-  ConfigFile,
   type ConfigLoadSource,
+  ConfigTable,
   type DataVersion,
+  type DecodedConfig,
   decodeDataVersion,
   expectRecord,
-  newDataVersion,
-  nextDataVersion,
   parseJsonObject,
 } from './config-file.js';
 import { BrokerError } from './errors.js';
@@ -147,24 +145,13 @@ interface TopicEntry {
   readonly extraAttributes: Readonly<Record<string, unknown>>;
 }
 
-interface TopicTable {
-  readonly entries: Map<string, TopicEntry>;
-  readonly dataVersion: DataVersion;
-  /** Top-level keys other than the table and version, as read. */
-  readonly extra: Record<string, unknown>;
-}
-
 const MODELLED_ENTRY_FIELDS = new Set(['topicName', 'readQueueNums', 'writeQueueNums', 'perm', 'attributes']);
 
 export class TopicConfigManager {
-  readonly #file: ConfigFile<TopicTable>;
+  readonly #table: ConfigTable<TopicEntry>;
   readonly #autoCreateTopicEnable: boolean;
   readonly #defaultTopicQueueNums: number;
   readonly #defaultMessageType: TopicMessageType;
-  #table = new Map<string, TopicEntry>();
-  #dataVersion = newDataVersion();
-  #extra: Record<string, unknown> = {};
-  #loaded = false;
 
   constructor(options: TopicConfigManagerOptions) {
     const queueNums = options.defaultTopicQueueNums ?? DEFAULT_TOPIC_QUEUE_NUMS;
@@ -178,7 +165,13 @@ export class TopicConfigManager {
     if (!isTopicMessageType(messageType)) {
       throw new BrokerError('ERR_INVALID_ARGUMENT', `unknown defaultMessageType ${String(messageType)}`);
     }
-    this.#file = new ConfigFile(path.join(options.storePathRootDir, TOPICS_FILE), decodeTopicTable);
+    this.#table = new ConfigTable({
+      filePath: path.join(options.storePathRootDir, TOPICS_FILE),
+      owner: 'TopicConfigManager',
+      tableKey: 'topicConfigTable',
+      decode: decodeTopicTable,
+      encodeEntry: encodeTopicEntry,
+    });
     this.#autoCreateTopicEnable = options.autoCreateTopicEnable ?? true;
     this.#defaultTopicQueueNums = queueNums;
     this.#defaultMessageType = messageType;
@@ -186,16 +179,16 @@ export class TopicConfigManager {
 
   /** The path of topics.json. */
   get configFilePath(): string {
-    return this.#file.path;
+    return this.#table.path;
   }
 
   /** Where the last `load()` found the table: topics.json, its .bak, or nowhere. */
   get loadedFrom(): ConfigLoadSource | null {
-    return this.#file.lastLoadSource;
+    return this.#table.loadedFrom;
   }
 
   get dataVersion(): Readonly<DataVersion> {
-    return { ...this.#dataVersion };
+    return this.#table.dataVersion;
   }
 
   /**
@@ -203,15 +196,11 @@ export class TopicConfigManager {
    * when a file exists but neither it nor the .bak can be read back.
    */
   load(): void {
-    const table = this.#file.load();
-    this.#table = table?.entries ?? new Map();
-    this.#dataVersion = table?.dataVersion ?? newDataVersion();
-    this.#extra = table?.extra ?? {};
-    this.#loaded = true;
+    this.#table.load();
   }
 
   selectTopicConfig(topicName: string): TopicConfig | null {
-    return this.#table.get(topicName)?.config ?? null;
+    return this.#table.entries.get(topicName)?.config ?? null;
   }
 
   /**
@@ -221,7 +210,7 @@ export class TopicConfigManager {
    * one). Throws `ERR_INVALID_TOPIC` for an illegal name.
    */
   getOrAutoCreate(topicName: string): TopicConfig | null {
-    const existing = this.#table.get(topicName);
+    const existing = this.#table.entries.get(topicName);
     if (existing !== undefined) return existing.config;
     const reason = validateTopicName(topicName);
     if (reason !== null) throw new BrokerError('ERR_INVALID_TOPIC', reason);
@@ -233,7 +222,7 @@ export class TopicConfigManager {
       perm: PERM_READ | PERM_WRITE,
       messageType: this.#defaultMessageType,
     });
-    this.#apply(topicName, { config, extra: {}, extraAttributes: {} });
+    this.#table.apply(topicName, { config, extra: {}, extraAttributes: {} });
     return config;
   }
 
@@ -253,8 +242,8 @@ export class TopicConfigManager {
       perm: config.perm,
       messageType: config.messageType,
     });
-    const previous = this.#table.get(config.topicName);
-    this.#apply(config.topicName, {
+    const previous = this.#table.entries.get(config.topicName);
+    this.#table.apply(config.topicName, {
       config: stored,
       extra: previous?.extra ?? {},
       extraAttributes: previous?.extraAttributes ?? {},
@@ -264,43 +253,18 @@ export class TopicConfigManager {
 
   /** Removes a topic and persists the table; false when there was no such topic. */
   deleteTopicConfig(topicName: string): boolean {
-    if (!this.#table.has(topicName)) return false;
-    this.#apply(topicName, undefined);
+    if (!this.#table.entries.has(topicName)) return false;
+    this.#table.apply(topicName, undefined);
     return true;
   }
 
   all(): TopicConfig[] {
-    return [...this.#table.values()].map((entry) => entry.config);
+    return [...this.#table.entries.values()].map((entry) => entry.config);
   }
 
   /** Writes the table to topics.json (every change already does). */
   persist(): void {
-    // Persisting before load() would replace the file's topics with an empty table.
-    assert.ok(this.#loaded, 'TopicConfigManager persisted before load()');
-    const topicConfigTable: Record<string, unknown> = {};
-    for (const [name, entry] of this.#table) topicConfigTable[name] = encodeTopicEntry(entry);
-    const json = { ...this.#extra, topicConfigTable, dataVersion: this.#dataVersion };
-    this.#file.persist(JSON.stringify(json, null, 2));
-  }
-
-  /**
-   * Sets (or deletes) one entry, bumps the data version and persists. When the persist fails the
-   * change is undone, so memory never claims a topic the file would lose at a restart.
-   */
-  #apply(topicName: string, entry: TopicEntry | undefined): void {
-    const previous = this.#table.get(topicName);
-    const previousVersion = this.#dataVersion;
-    if (entry === undefined) this.#table.delete(topicName);
-    else this.#table.set(topicName, entry);
-    this.#dataVersion = nextDataVersion(previousVersion);
-    try {
-      this.persist();
-    } catch (err) {
-      if (previous === undefined) this.#table.delete(topicName);
-      else this.#table.set(topicName, previous);
-      this.#dataVersion = previousVersion;
-      throw err;
-    }
+    this.#table.persist();
   }
 }
 
@@ -346,7 +310,7 @@ function encodeTopicEntry(entry: TopicEntry): Record<string, unknown> {
  * the wrong type makes the whole file unusable (so `load()` tries the .bak). Names are not held
  * to `validateTopicName` here: a topic that exists is served even if it could not be created now.
  */
-function decodeTopicTable(text: string): TopicTable {
+function decodeTopicTable(text: string): DecodedConfig<TopicEntry> {
   const root = parseJsonObject(text);
   const table = expectRecord(root.topicConfigTable ?? {}, 'topicConfigTable');
   const entries = new Map<string, TopicEntry>();

@@ -61,8 +61,8 @@ export class GrpcServer {
       broker: options.broker,
       logger: options.logger,
       advertisedEndpoint: () => (self as GrpcServer).advertisedEndpoint,
+      pushLongPollingTimeoutMs: options.pushLongPollingTimeoutMs ?? 20_000,
     });
-    telemetry.configure({ pushLongPollingTimeoutMs: options.pushLongPollingTimeoutMs ?? 20_000 });
     server.addService(loadMessagingService(), implementation);
     self = new GrpcServer(server, telemetry, options.logger, host);
     const credentials =

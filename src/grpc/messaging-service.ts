@@ -32,6 +32,8 @@ export interface MessagingServiceOptions {
   /** Where routes send clients: this server's reachable address. */
   readonly advertisedEndpoint: () => { readonly host: string; readonly port: number };
   readonly logger: Logger;
+  /** The long poll push consumers are told to use (ms). */
+  readonly pushLongPollingTimeoutMs: number;
 }
 
 type Unary<Req, Res> = (call: grpc.ServerUnaryCall<Req, Res>, callback: grpc.sendUnaryData<Res>) => void;
@@ -41,7 +43,9 @@ export function createMessagingService(options: MessagingServiceOptions): {
   readonly telemetry: TelemetrySessions;
 } {
   const { broker, logger } = options;
-  const telemetry = new TelemetrySessions(logger);
+  const telemetry = new TelemetrySessions(logger, {
+    pushLongPollingTimeoutMs: options.pushLongPollingTimeoutMs,
+  });
 
   /** A unary handler: the client id is required; a throw becomes INTERNAL_SERVER_ERROR, never a crash. */
   const unary =

@@ -56,13 +56,10 @@ export interface TelemetryOptions {
 export class TelemetrySessions {
   readonly #logger: Logger;
   readonly #sessions = new Map<string, Session>();
-  #options: TelemetryOptions = { pushLongPollingTimeoutMs: 20_000 };
+  readonly #options: TelemetryOptions;
 
-  constructor(logger: Logger) {
+  constructor(logger: Logger, options: TelemetryOptions) {
     this.#logger = logger;
-  }
-
-  configure(options: TelemetryOptions): void {
     this.#options = options;
   }
 

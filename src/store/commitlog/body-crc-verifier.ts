@@ -124,12 +124,17 @@ let thread: CrcThread | null = null;
  * started after that has it from its first window. Never rejects.
  */
 export function warmUpBodyCrcWorker(): Promise<void> {
+  return startThread()?.started ?? Promise.resolve();
+}
+
+/** The process's worker thread, started if none runs; null when one cannot start. */
+function startThread(): CrcThread | null {
   try {
     thread ??= new CrcThread();
+    return thread;
   } catch {
-    return Promise.resolve();
+    return null;
   }
-  return thread.started;
 }
 
 /** One scan's use of the worker. */
@@ -143,16 +148,12 @@ export class BodyCrcVerifier {
 
   /** The worker for one scan, or null when another scan has it (or it cannot start). */
   static acquire(): BodyCrcVerifier | null {
-    try {
-      thread ??= new CrcThread();
-    } catch {
-      return null;
-    }
-    if (thread.busy || thread.failed) return null;
-    thread.busy = true;
+    const crcThread = startThread();
+    if (crcThread === null || crcThread.busy || crcThread.failed) return null;
+    crcThread.busy = true;
     // Kept referenced while a scan waits on it, or the process could exit under the scan.
-    thread.worker.ref();
-    return new BodyCrcVerifier(thread);
+    crcThread.worker.ref();
+    return new BodyCrcVerifier(crcThread);
   }
 
   /** True once the worker runs (windows posted before then would only wait for it). */

@@ -275,7 +275,7 @@ class ReadAheadScan {
   /** The last answer the worker owes for each buffer: the buffer is not reused before it. */
   readonly #owed = new Map<Buffer, Promise<VerifyReply>>();
   /** The buffer of the window being checked (the one before it is free once its cut-off tail was copied). */
-  #inUse: Buffer[] = [];
+  #current: Buffer | null = null;
   /**
    * The worker's record chain: 'running' once a window was sent with a record position to start
    * from; 'none' until then (and after the scan jumped); 'off' without a worker or after a failed read.
@@ -342,7 +342,7 @@ class ReadAheadScan {
         }
       }
       if (current === null || window === null) {
-        this.#inUse = [];
+        this.#current = null;
         const length = Math.min(this.#windowSize, limit - position);
         const target = await this.#freeBuffer();
         if (!file.readIntoSync(position, length, target.subarray(headroom))) {
@@ -351,7 +351,7 @@ class ReadAheadScan {
         window = target.subarray(headroom, headroom + length);
         current = settledWindow(position, length, target);
       }
-      this.#inUse = [current.buffer];
+      this.#current = current.buffer;
       let length = window.length;
       const claimed = oversizeRecordAt(window, length, position, limit);
       if (claimed > 0) {
@@ -476,8 +476,7 @@ class ReadAheadScan {
 
   /** A buffer neither checked, read into, nor still read by the worker. */
   async #freeBuffer(): Promise<Buffer> {
-    const busy = new Set<Buffer>([...this.#inUse, ...this.#ahead.map((w) => w.buffer)]);
-    const buffer = this.#buffers.find((b) => !busy.has(b));
+    const buffer = this.#buffers.find((b) => b !== this.#current && this.#ahead.every((w) => w.buffer !== b));
     assert.ok(buffer !== undefined, 'a scan buffer is free');
     const owed = this.#owed.get(buffer);
     if (owed !== undefined) {
