@@ -6,15 +6,30 @@ import {
   PutMessageStatus,
 } from '../store/index.js';
 import { ConsumerOffsetManager } from './consumer-offset-manager.js';
+import { BrokerError } from './errors.js';
 import { MessageConst, RESERVED_PROPERTY_KEYS } from './message-const.js';
 import {
+  DEFAULT_AUTO_RENEW_INVISIBLE_TIME_MS,
+  DEFAULT_MIN_INVISIBLE_TIME_MS,
+  deadLetterTopic,
+  INVISIBLE_TIME_MAX_MS,
+  MAX_MSG_NUMS_FOR_POP_REQUEST,
+  POLLING_TIME_MAX_MS,
+  PopMessageProcessor,
+  type PoppedMessage,
+} from './pop/pop-message-processor.js';
+import {
+  DEFAULT_RETRY_MAX_TIMES,
   type SubscriptionGroupConfig,
   SubscriptionGroupManager,
   validateGroupName,
 } from './subscription-group-manager.js';
 import {
+  isReadable,
   isSystemTopic,
   isWriteable,
+  PERM_READ,
+  PERM_WRITE,
   type TopicConfig,
   TopicConfigManager,
   validateTopicName,
@@ -43,6 +58,15 @@ export interface BrokerConfig {
   readonly autoCreateSubscriptionGroup: boolean;
   /** Queues of an auto-created topic. */
   readonly defaultTopicQueueNums: number;
+  /**
+   * The proxy's `minInvisibleTimeMillsForRecv`: the shortest invisible time a receive may ask
+   * for (ms). 10 s as in RocketMQ; tests lower it.
+   */
+  readonly minInvisibleTimeMillsForRecv: number;
+  /** The proxy's `defaultInvisibleTimeMills`: invisible time of auto-renewed pops (ms), renewed while the client is connected. */
+  readonly defaultInvisibleTimeMills: number;
+  /** RocketMQ's `flushConsumerOffsetInterval`: how often consumer offsets are persisted (ms). */
+  readonly flushConsumerOffsetInterval: number;
 }
 
 export const DEFAULT_BROKER_CONFIG: BrokerConfig = {
@@ -50,6 +74,9 @@ export const DEFAULT_BROKER_CONFIG: BrokerConfig = {
   autoCreateTopicEnable: true,
   autoCreateSubscriptionGroup: true,
   defaultTopicQueueNums: 4,
+  minInvisibleTimeMillsForRecv: DEFAULT_MIN_INVISIBLE_TIME_MS,
+  defaultInvisibleTimeMills: DEFAULT_AUTO_RENEW_INVISIBLE_TIME_MS,
+  flushConsumerOffsetInterval: 5000,
 };
 
 /** Outcomes of broker calls, named as RocketMQ 5's codes. */
@@ -75,7 +102,11 @@ export type BrokerStatusCode =
   | 'TOO_MANY_REQUESTS'
   | 'INTERNAL_SERVER_ERROR'
   | 'MASTER_PERSISTENCE_TIMEOUT'
-  | 'UNSUPPORTED';
+  | 'UNSUPPORTED'
+  | 'MESSAGE_NOT_FOUND'
+  | 'ILLEGAL_INVISIBLE_TIME'
+  | 'ILLEGAL_FILTER_EXPRESSION'
+  | 'INVALID_RECEIPT_HANDLE';
 
 export interface BrokerStatus {
   readonly code: BrokerStatusCode;
@@ -120,15 +151,39 @@ export interface BrokerOpenOptions {
   readonly storeOptions?: MessageStoreOptions;
 }
 
+/** What a consumer asks for in one receive (the proxy's ReceiveMessageRequest, decoded). */
+export interface ReceiveMessageInput {
+  readonly group: string;
+  readonly topic: string;
+  /** Messages wanted; <= 0 means the most one receive returns (32). */
+  readonly maxMsgNums: number;
+  /** The consumer's invisible time (ms); ignored with auto-renew. */
+  readonly invisibleTimeMs?: number;
+  /** The client to renew for while it is connected (push consumers ask for auto-renew). */
+  readonly autoRenewClientId?: string;
+  /** TAG: `*`, empty, or `a || b`. SQL92 is not supported. */
+  readonly filterExpression?: { readonly type: 'TAG' | 'SQL92'; readonly expression: string };
+  /** How long to wait for a message (ms), already bounded by the caller's deadline. */
+  readonly pollTimeMs: number;
+  readonly signal?: AbortSignal;
+}
+
+export interface ReceiveMessageResult {
+  readonly status: BrokerStatus;
+  readonly messages: readonly PoppedMessage[];
+}
+
 export class BrokerController {
   readonly config: BrokerConfig;
   readonly store: MessageStore;
   readonly topicConfigManager: TopicConfigManager;
   readonly subscriptionGroupManager: SubscriptionGroupManager;
   readonly consumerOffsetManager: ConsumerOffsetManager;
+  readonly popMessageProcessor: PopMessageProcessor;
   readonly #logger: Logger | undefined;
   /** Round robin over a topic's write queues (the proxy's SendMessageQueueSelector). */
   readonly #nextQueue = new Map<string, number>();
+  readonly #offsetFlushTimer: NodeJS.Timeout;
   #shutdown: Promise<void> | null = null;
 
   private constructor(
@@ -145,13 +200,38 @@ export class BrokerController {
     this.subscriptionGroupManager = groups;
     this.consumerOffsetManager = offsets;
     this.#logger = logger;
+    this.popMessageProcessor = new PopMessageProcessor({
+      store,
+      offsets,
+      logger,
+      config: {
+        brokerName: config.brokerName,
+        minInvisibleTimeMillsForRecv: config.minInvisibleTimeMillsForRecv,
+        defaultInvisibleTimeMills: config.defaultInvisibleTimeMills,
+      },
+      maxAttemptsOf: (group) =>
+        (groups.findSubscriptionGroupConfig(group)?.retryMaxTimes ?? DEFAULT_RETRY_MAX_TIMES) + 1,
+      ensureDeadLetterTopic: (group) => this.#ensureDeadLetterTopic(group),
+    });
+    // RocketMQ persists consumer offsets on a timer: a crash loses at most this interval of
+    // acks, and those messages are delivered again.
+    this.#offsetFlushTimer = setInterval(() => this.#persistOffsets(), config.flushConsumerOffsetInterval);
+    this.#offsetFlushTimer.unref();
   }
 
   static async open(options: BrokerOpenOptions): Promise<BrokerController> {
     const config: BrokerConfig = { ...DEFAULT_BROKER_CONFIG, ...options.broker };
+    checkBrokerConfig(config);
+    // The store tells the broker when messages arrive (long polling); the broker exists only
+    // after the store opened, so the listener finds it through this box.
+    const arrivals: { broker: BrokerController | null } = { broker: null };
     const storeOptions: MessageStoreOptions = {
       ...options.storeOptions,
       ...(options.logger === undefined ? {} : { logger: options.logger }),
+      onMessageArriving: (topic, queueId, maxOffset) => {
+        options.storeOptions?.onMessageArriving?.(topic, queueId, maxOffset);
+        arrivals.broker?.popMessageProcessor.onMessageArriving(topic);
+      },
     };
     const store = await MessageStore.open(options.store, storeOptions);
     try {
@@ -169,7 +249,9 @@ export class BrokerController {
       groups.load();
       const offsets = new ConsumerOffsetManager({ storePathRootDir: root });
       offsets.load();
-      return new BrokerController(config, store, topics, groups, offsets, options.logger);
+      const broker = new BrokerController(config, store, topics, groups, offsets, options.logger);
+      arrivals.broker = broker;
+      return broker;
     } catch (err) {
       await store.shutdown();
       throw err;
@@ -288,9 +370,169 @@ export class BrokerController {
     return next % topic.writeQueueNums;
   }
 
-  /** Persists offsets and shuts the store down cleanly (the next open is a normal recovery). */
+  /**
+   * The proxy's ReceiveMessage over the pop engine: validates the request in the proxy's order,
+   * then pops across every queue of the topic, waiting up to `pollTimeMs` for a message.
+   */
+  async receiveMessage(input: ReceiveMessageInput): Promise<ReceiveMessageResult> {
+    const refused = (status: BrokerStatus): ReceiveMessageResult => ({ status, messages: [] });
+    const group = this.findSubscriptionGroup(input.group);
+    if ('status' in group) return refused(group.status);
+    const topic = this.findTopic(input.topic);
+    if ('status' in topic) return refused(topic.status);
+    if (!group.config.consumeEnable) {
+      return refused(fail('FORBIDDEN', `consumer group ${input.group} is disabled (consumeEnable=false)`));
+    }
+    if (!isReadable(topic.config.perm) || topic.config.readQueueNums <= 0) {
+      return refused(fail('FORBIDDEN', `topic ${input.topic} has no readable queue`));
+    }
+    if (group.config.consumeMessageOrderly) {
+      return refused(
+        fail(
+          'UNSUPPORTED',
+          `consumer group ${input.group} is a FIFO group; FIFO consumption is not supported yet`,
+        ),
+      );
+    }
+    const autoRenew = input.autoRenewClientId !== undefined;
+    const invisibleTimeMs = autoRenew ? this.config.defaultInvisibleTimeMills : (input.invisibleTimeMs ?? 0);
+    if (
+      !autoRenew &&
+      (!Number.isFinite(invisibleTimeMs) ||
+        invisibleTimeMs < this.config.minInvisibleTimeMillsForRecv ||
+        invisibleTimeMs > INVISIBLE_TIME_MAX_MS)
+    ) {
+      return refused(
+        fail(
+          'ILLEGAL_INVISIBLE_TIME',
+          `the invisible time ${invisibleTimeMs} ms is outside [${this.config.minInvisibleTimeMillsForRecv}, ${INVISIBLE_TIME_MAX_MS}] ms`,
+        ),
+      );
+    }
+    const filter = input.filterExpression;
+    let tags: string[] | null = null;
+    if (filter !== undefined) {
+      if (filter.type === 'SQL92') {
+        return refused(fail('UNSUPPORTED', 'SQL92 filter expressions are not supported; filter by TAG'));
+      }
+      tags = parseTagExpression(filter.expression);
+    }
+    const maxMsgNums =
+      input.maxMsgNums > 0
+        ? Math.min(input.maxMsgNums, MAX_MSG_NUMS_FOR_POP_REQUEST)
+        : MAX_MSG_NUMS_FOR_POP_REQUEST;
+    const messages = await this.popMessageProcessor.pop({
+      group: input.group,
+      topic: input.topic,
+      readQueueNums: topic.config.readQueueNums,
+      maxMsgNums,
+      invisibleTimeMs,
+      tags,
+      pollTimeMs: Math.max(0, Math.min(input.pollTimeMs, POLLING_TIME_MAX_MS)),
+      ...(input.autoRenewClientId === undefined ? {} : { autoRenewClientId: input.autoRenewClientId }),
+      ...(input.signal === undefined ? {} : { signal: input.signal }),
+    });
+    return messages.length > 0
+      ? { status: ok, messages }
+      : { status: fail('MESSAGE_NOT_FOUND', 'no new message'), messages };
+  }
+
+  /** The proxy's AckMessage for one entry. */
+  ackMessage(groupName: string, topicName: string, receiptHandle: string): BrokerStatus {
+    const checked = this.#checkGroupAndTopic(groupName, topicName);
+    if (checked !== null) return checked;
+    const outcome = this.popMessageProcessor.ack(groupName, topicName, receiptHandle);
+    return 'problem' in outcome ? fail('INVALID_RECEIPT_HANDLE', outcome.message) : ok;
+  }
+
+  /** The proxy's ChangeInvisibleDuration: a new handle, invisible for `invisibleTimeMs` from now (0: visible now). */
+  changeInvisibleDuration(
+    groupName: string,
+    topicName: string,
+    receiptHandle: string,
+    invisibleTimeMs: number,
+  ): { readonly status: BrokerStatus; readonly receiptHandle: string } {
+    const checked = this.#checkGroupAndTopic(groupName, topicName);
+    if (checked !== null) return { status: checked, receiptHandle };
+    if (!Number.isFinite(invisibleTimeMs) || invisibleTimeMs < 0 || invisibleTimeMs > INVISIBLE_TIME_MAX_MS) {
+      return {
+        status: fail(
+          'ILLEGAL_INVISIBLE_TIME',
+          `the invisible time ${invisibleTimeMs} ms is outside [0, ${INVISIBLE_TIME_MAX_MS}] ms`,
+        ),
+        receiptHandle,
+      };
+    }
+    const outcome = this.popMessageProcessor.changeInvisibleTime(
+      groupName,
+      topicName,
+      receiptHandle,
+      invisibleTimeMs,
+    );
+    if ('problem' in outcome)
+      return { status: fail('INVALID_RECEIPT_HANDLE', outcome.message), receiptHandle };
+    return { status: ok, receiptHandle: outcome.ok };
+  }
+
+  /** The proxy's ForwardMessageToDeadLetterQueue: the delivered message goes to `%DLQ%<group>` now. */
+  async forwardMessageToDeadLetterQueue(
+    groupName: string,
+    topicName: string,
+    receiptHandle: string,
+  ): Promise<BrokerStatus> {
+    const checked = this.#checkGroupAndTopic(groupName, topicName);
+    if (checked !== null) return checked;
+    const outcome = await this.popMessageProcessor.forwardToDeadLetterQueue(
+      groupName,
+      topicName,
+      receiptHandle,
+    );
+    return 'problem' in outcome ? fail('INVALID_RECEIPT_HANDLE', outcome.message) : ok;
+  }
+
+  /** A client went away: messages it held under auto-renew are delivered to others now. */
+  clientTerminated(clientId: string): void {
+    const released = this.popMessageProcessor.releaseClient(clientId);
+    if (released > 0)
+      this.#logger?.info({ clientId, released }, 'a consumer left; its in-flight messages are visible again');
+  }
+
+  #checkGroupAndTopic(groupName: string, topicName: string): BrokerStatus | null {
+    const group = this.findSubscriptionGroup(groupName);
+    if ('status' in group) return group.status;
+    const topic = this.findTopic(topicName);
+    if ('status' in topic) return topic.status;
+    return null;
+  }
+
+  /** `%DLQ%<group>`, registered as a readable one-queue topic so the dead letters can be consumed. */
+  #ensureDeadLetterTopic(group: string): string {
+    const name = deadLetterTopic(group);
+    if (this.topicConfigManager.selectTopicConfig(name) === null && validateTopicName(name) === null) {
+      this.topicConfigManager.updateTopicConfig({
+        topicName: name,
+        readQueueNums: 1,
+        writeQueueNums: 1,
+        perm: PERM_READ | PERM_WRITE,
+        messageType: 'NORMAL',
+      });
+    }
+    return name;
+  }
+
+  #persistOffsets(): void {
+    try {
+      this.consumerOffsetManager.persist();
+    } catch (err) {
+      this.#logger?.error({ err }, 'persisting consumer offsets failed; retried at the next interval');
+    }
+  }
+
+  /** Stops consumption, persists offsets and shuts the store down cleanly (the next open is a normal recovery). */
   shutdown(): Promise<void> {
     this.#shutdown ??= (async () => {
+      clearInterval(this.#offsetFlushTimer);
+      this.popMessageProcessor.shutdown();
       try {
         this.consumerOffsetManager.persist();
       } finally {
@@ -299,6 +541,33 @@ export class BrokerController {
     })();
     return this.#shutdown;
   }
+}
+
+/** `*` or blank: every tag (null); otherwise the tags of `a || b || c`, trimmed. */
+export function parseTagExpression(expression: string): string[] | null {
+  const trimmed = expression.trim();
+  if (trimmed === '' || trimmed === '*') return null;
+  const tags = trimmed
+    .split('||')
+    .map((t) => t.trim())
+    .filter((t) => t !== '');
+  return tags.length === 0 || tags.includes('*') ? null : tags;
+}
+
+function checkBrokerConfig(config: BrokerConfig): void {
+  const wholeMs = (name: keyof BrokerConfig, min: number): void => {
+    const value = config[name];
+    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
+      throw new BrokerError(
+        'ERR_INVALID_ARGUMENT',
+        `broker config ${name} must be a whole number >= ${min}, got ${String(value)}`,
+      );
+    }
+  };
+  wholeMs('minInvisibleTimeMillsForRecv', 0);
+  wholeMs('defaultInvisibleTimeMills', 1);
+  wholeMs('flushConsumerOffsetInterval', 1);
+  wholeMs('defaultTopicQueueNums', 1);
 }
 
 /** The proxy's checks of one message (SendMessageActivity), in its order. */

@@ -7,6 +7,8 @@ export type {
   BrokerOpenOptions,
   BrokerStatus,
   BrokerStatusCode,
+  ReceiveMessageInput,
+  ReceiveMessageResult,
   SendMessageInput,
   SendMessageType,
   SendResult,
@@ -17,10 +19,23 @@ export {
   MAX_MESSAGE_BODY_SIZE_BYTES,
   MAX_USER_PROPERTIES_SIZE_BYTES,
   MAX_USER_PROPERTY_COUNT,
+  parseTagExpression,
 } from './broker-controller.js';
 export { ConsumerOffsetManager } from './consumer-offset-manager.js';
 export type { BrokerErrorCode } from './errors.js';
 export { BrokerError } from './errors.js';
+export { MessageConst, RESERVED_PROPERTY_KEYS } from './message-const.js';
+export type { PoppedMessage } from './pop/pop-message-processor.js';
+export {
+  deadLetterTopic,
+  INVISIBLE_TIME_MAX_MS,
+  MAX_MSG_NUMS_FOR_POP_REQUEST,
+  POLLING_TIME_MAX_MS,
+  PopMessageProcessor,
+  popRetryTopic,
+} from './pop/pop-message-processor.js';
+export type { ReceiptHandle } from './pop/receipt-handle.js';
+export { decodeReceiptHandle, encodeReceiptHandle } from './pop/receipt-handle.js';
 export type { SubscriptionGroupConfig } from './subscription-group-manager.js';
 export { SubscriptionGroupManager, validateGroupName } from './subscription-group-manager.js';
 export type { TopicConfig } from './topic-config-manager.js';

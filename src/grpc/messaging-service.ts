@@ -1,9 +1,18 @@
+import crypto from 'node:crypto';
 import type * as grpc from '@grpc/grpc-js';
-import type { BrokerController, BrokerStatus, SendMessageType } from '../broker/index.js';
-import { isReadable, isWriteable, type TopicConfig } from '../broker/index.js';
+import type { BrokerController, BrokerStatus, PoppedMessage, SendMessageType } from '../broker/index.js';
+import {
+  isReadable,
+  isWriteable,
+  MessageConst,
+  POLLING_TIME_MAX_MS,
+  RESERVED_PROPERTY_KEYS,
+  type TopicConfig,
+} from '../broker/index.js';
 import type { Logger } from '../store/index.js';
 import {
   type Code,
+  type Duration,
   type Endpoints,
   type MessageQueue,
   type MessageType,
@@ -11,7 +20,9 @@ import {
   type ProtoMessage,
   type Resource,
   type Status,
+  type SystemProperties,
   status,
+  timestampOf,
 } from './proto.js';
 import { type ClientSettings, TelemetrySessions } from './telemetry.js';
 
@@ -111,11 +122,6 @@ export function createMessagingService(options: MessagingServiceOptions): {
       return { status: status('OK') };
     }),
 
-    NotifyClientTermination: unary('NotifyClientTermination', (_request: { group?: Resource }, context) => {
-      telemetry.forget(context.clientId);
-      return { status: status('OK') };
-    }),
-
     QueryAssignment: unary('QueryAssignment', (request: { topic?: Resource; group?: Resource }) => {
       const found = broker.findTopic(request.topic?.name ?? '');
       if ('status' in found) return { status: fromBroker(found.status) };
@@ -191,12 +197,131 @@ export function createMessagingService(options: MessagingServiceOptions): {
     },
   };
 
+  broker.popMessageProcessor.clientAlive = (clientId) => telemetry.isConnected(clientId);
+
+  implementation.NotifyClientTermination = unary(
+    'NotifyClientTermination',
+    (_request: { group?: Resource }, context) => {
+      telemetry.forget(context.clientId);
+      broker.clientTerminated(context.clientId);
+      return { status: status('OK') };
+    },
+  );
+
+  implementation.ReceiveMessage = (call: grpc.ServerWritableStream<ReceiveMessageRequest, unknown>) => {
+    const context = callContext(call);
+    // The proxy's stream: one status, the messages, the server's time, then the end.
+    const answer = (result: Status, messages: readonly PoppedMessage[] = []): void => {
+      if (call.cancelled || call.destroyed) return;
+      call.write({ status: result });
+      for (const popped of messages) call.write({ message: deliveredMessage(popped) });
+      call.write({ delivery_timestamp: timestampOf(Date.now()) });
+      call.end();
+    };
+    if (context.clientId === '') {
+      answer(status('CLIENT_ID_REQUIRED', 'the x-mq-client-id header is required'));
+      return;
+    }
+    const request = call.request;
+    const remainingMs = deadlineMs(call.getDeadline()) - Date.now();
+    const pollTimeMs = Math.min(
+      millisOf(request.long_polling_timeout) ?? POLLING_TIME_MAX_MS,
+      POLLING_TIME_MAX_MS,
+      remainingMs - RECEIVE_ANSWER_RESERVE_MS,
+    );
+    if (pollTimeMs < 0) {
+      answer(
+        status(
+          'ILLEGAL_POLLING_TIME',
+          `the call's deadline leaves ${Math.max(0, Math.round(remainingMs))} ms, less than the ${RECEIVE_ANSWER_RESERVE_MS} ms needed to answer`,
+        ),
+      );
+      return;
+    }
+    const abort = new AbortController();
+    call.on('cancelled', () => abort.abort());
+    const filter = request.filter_expression;
+    broker
+      .receiveMessage({
+        group: request.group?.name ?? '',
+        topic: request.message_queue?.topic?.name ?? '',
+        maxMsgNums: request.batch_size ?? 0,
+        ...(request.auto_renew === true
+          ? { autoRenewClientId: context.clientId }
+          : { invisibleTimeMs: millisOf(request.invisible_duration) ?? 0 }),
+        ...(filter === undefined || filter === null
+          ? {}
+          : {
+              filterExpression: {
+                type: filter.type === 'SQL' ? 'SQL92' : 'TAG',
+                expression: filter.expression ?? '',
+              },
+            }),
+        pollTimeMs,
+        signal: abort.signal,
+      })
+      .then(
+        (result) => answer(fromBroker(result.status), result.messages),
+        (err: unknown) => {
+          logger.error({ err, rpc: 'ReceiveMessage', clientId: context.clientId }, 'a call failed');
+          answer(status('INTERNAL_SERVER_ERROR', `ReceiveMessage failed: ${(err as Error).message}`));
+        },
+      );
+  };
+
+  implementation.AckMessage = unary(
+    'AckMessage',
+    (request: {
+      group?: Resource;
+      topic?: Resource;
+      entries?: readonly { message_id?: string; receipt_handle?: string }[];
+    }) => {
+      const entries = (request.entries ?? []).map((entry) => ({
+        message_id: entry.message_id ?? '',
+        receipt_handle: entry.receipt_handle ?? '',
+        status: fromBroker(
+          broker.ackMessage(request.group?.name ?? '', request.topic?.name ?? '', entry.receipt_handle ?? ''),
+        ),
+      }));
+      if (entries.length === 0) return { status: status('BAD_REQUEST', 'no entry to ack'), entries };
+      return { status: summarize(entries.map((e) => e.status)), entries };
+    },
+  );
+
+  implementation.ChangeInvisibleDuration = unary(
+    'ChangeInvisibleDuration',
+    (request: {
+      group?: Resource;
+      topic?: Resource;
+      receipt_handle?: string;
+      invisible_duration?: Duration;
+    }) => {
+      const result = broker.changeInvisibleDuration(
+        request.group?.name ?? '',
+        request.topic?.name ?? '',
+        request.receipt_handle ?? '',
+        millisOf(request.invisible_duration) ?? 0,
+      );
+      return { status: fromBroker(result.status), receipt_handle: result.receiptHandle };
+    },
+  );
+
+  implementation.ForwardMessageToDeadLetterQueue = unary(
+    'ForwardMessageToDeadLetterQueue',
+    async (request: { group?: Resource; topic?: Resource; receipt_handle?: string }) => ({
+      status: fromBroker(
+        await broker.forwardMessageToDeadLetterQueue(
+          request.group?.name ?? '',
+          request.topic?.name ?? '',
+          request.receipt_handle ?? '',
+        ),
+      ),
+    }),
+  );
+
   // Not served yet: a clear UNSUPPORTED in the response, never a gRPC UNIMPLEMENTED the client
   // would retry as an internal error.
   for (const name of [
-    'AckMessage',
-    'ChangeInvisibleDuration',
-    'ForwardMessageToDeadLetterQueue',
     'EndTransaction',
     'RecallMessage',
     'UpdateOffset',
@@ -208,15 +333,81 @@ export function createMessagingService(options: MessagingServiceOptions): {
       status: status('UNSUPPORTED', `${name} is not supported by this broker yet`),
     }));
   }
-  for (const name of ['ReceiveMessage', 'PullMessage']) {
-    implementation[name] = (call: grpc.ServerWritableStream<unknown, unknown>) => {
-      call.write({ status: status('UNSUPPORTED', `${name} is not supported by this broker yet`) });
-      call.write({ delivery_timestamp: { seconds: Math.floor(Date.now() / 1000), nanos: 0 } });
-      call.end();
-    };
-  }
+  implementation.PullMessage = (call: grpc.ServerWritableStream<unknown, unknown>) => {
+    call.write({ status: status('UNSUPPORTED', 'PullMessage is not supported by this broker yet') });
+    call.write({ delivery_timestamp: timestampOf(Date.now()) });
+    call.end();
+  };
   return { implementation, telemetry };
 }
+
+/** Time a receive keeps to answer before the caller's deadline (ms). */
+const RECEIVE_ANSWER_RESERVE_MS = 200;
+
+interface ReceiveMessageRequest {
+  readonly group?: Resource;
+  readonly message_queue?: { readonly topic?: Resource };
+  readonly filter_expression?: {
+    readonly type?: 'TAG' | 'SQL' | 'FILTER_TYPE_UNSPECIFIED';
+    readonly expression?: string;
+  } | null;
+  readonly batch_size?: number;
+  readonly invisible_duration?: Duration;
+  readonly auto_renew?: boolean;
+  readonly long_polling_timeout?: Duration;
+}
+
+/** A grpc-js deadline as ms since the epoch (Infinity for none). */
+function deadlineMs(deadline: grpc.Deadline): number {
+  if (deadline instanceof Date) return deadline.getTime();
+  return Number.isFinite(deadline) ? deadline : Number.POSITIVE_INFINITY;
+}
+
+/** A popped message as the proxy delivers it (GrpcConverter#buildMessage). */
+function deliveredMessage(popped: PoppedMessage): ProtoMessage {
+  const message = popped.message;
+  const properties = message.properties;
+  const userProperties: Record<string, string> = {};
+  for (const [name, value] of Object.entries(properties)) {
+    if (!RESERVED_PROPERTY_KEYS.has(name)) userProperties[name] = value;
+  }
+  const keys = (message.keys ?? '').split(' ').filter((k) => k !== '');
+  const messageGroup = properties[MessageConst.PROPERTY_SHARDING_KEY];
+  const traceContext = properties[MessageConst.PROPERTY_TRACE_CONTEXT];
+  const bornHost = properties[MessageConst.PROPERTY_BORN_HOST] ?? message.bornHost.replace(/:\d+$/, '');
+  const system: SystemProperties = {
+    ...(message.tags === undefined ? {} : { tag: message.tags }),
+    keys,
+    message_id: properties[MessageConst.PROPERTY_UNIQ_CLIENT_MESSAGE_ID_KEYIDX] ?? message.msgId,
+    // The client checks every body against this and nacks a mismatch forever: always send it.
+    body_digest: {
+      type: 'MD5',
+      checksum: crypto.createHash('md5').update(message.body).digest('hex').toUpperCase(),
+    },
+    body_encoding: (message.sysFlag & COMPRESSED_FLAG) !== 0 ? 'GZIP' : 'IDENTITY',
+    message_type: messageGroup === undefined ? 'NORMAL' : 'FIFO',
+    born_timestamp: timestampOf(message.bornTimestamp),
+    born_host: bornHost,
+    store_timestamp: timestampOf(message.storeTimestamp),
+    store_host: message.storeHost,
+    receipt_handle: popped.receiptHandle,
+    queue_id: message.queueId,
+    queue_offset: message.queueOffset,
+    invisible_duration: timestampOf(popped.invisibleTimeMs),
+    delivery_attempt: popped.deliveryAttempt,
+    ...(messageGroup === undefined ? {} : { message_group: messageGroup }),
+    ...(traceContext === undefined ? {} : { trace_context: traceContext }),
+  };
+  return {
+    topic: { name: popped.topic, resource_namespace: '' },
+    user_properties: userProperties,
+    system_properties: system,
+    body: message.body,
+  };
+}
+
+/** RocketMQ's `MessageSysFlag.COMPRESSED_FLAG`. */
+const COMPRESSED_FLAG = 0x1;
 
 function callContext(call: { metadata: grpc.Metadata; getPeer(): string }): CallContext {
   const clientId = call.metadata.get('x-mq-client-id')[0];

@@ -128,6 +128,11 @@ export class TelemetrySessions {
   }
 
   /** NotifyClientTermination: the client is going away. */
+  /** Whether the client has an open telemetry stream (auto-renew lasts only while it does). */
+  isConnected(clientId: string): boolean {
+    return this.#sessions.has(clientId);
+  }
+
   forget(clientId: string): void {
     this.#sessions.delete(clientId);
   }

@@ -23,6 +23,8 @@ export interface RunningBroker {
   readonly server: GrpcServer;
   readonly endpoints: string;
   readonly storeDir: string;
+  /** Runs `close` at teardown before the broker stops (clients first: their shutdown talks to it). */
+  closeFirst(close: () => Promise<unknown>): void;
 }
 
 /** A client logger that keeps quiet (the official client logs every reconnect). */
@@ -30,7 +32,12 @@ export const quietClientLogger = { info() {}, warn() {}, error() {}, debug() {} 
 
 export async function startBroker(
   t: TestContext,
-  options: { readonly broker?: Partial<BrokerConfig>; readonly storeDir?: string } = {},
+  options: {
+    readonly broker?: Partial<BrokerConfig>;
+    readonly storeDir?: string;
+    /** Listen on this port (a restart on the port the clients know); default: a free one. */
+    readonly port?: number;
+  } = {},
 ): Promise<RunningBroker> {
   const storeDir = options.storeDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'rmq-broker-'));
   const broker = await BrokerController.open({
@@ -41,11 +48,19 @@ export async function startBroker(
   const server = await GrpcServer.start({
     broker,
     logger: silentLogger,
-    port: 0,
+    port: options.port ?? 0,
     pushLongPollingTimeoutMs: 1000,
   });
-  const running = { broker, server, endpoints: `127.0.0.1:${server.port}`, storeDir };
+  const closers: (() => Promise<unknown>)[] = [];
+  const running: RunningBroker = {
+    broker,
+    server,
+    endpoints: `127.0.0.1:${server.port}`,
+    storeDir,
+    closeFirst: (close) => closers.push(close),
+  };
   t.after(async () => {
+    for (const close of closers.reverse()) await close().catch(() => undefined);
     await server.shutdown(1000);
     await broker.shutdown();
     if (options.storeDir === undefined) fs.rmSync(storeDir, { recursive: true, force: true });
