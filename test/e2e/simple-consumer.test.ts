@@ -2,14 +2,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
-import { type MessageView, Producer, SimpleConsumer } from 'rocketmq-client-nodejs';
-import {
-  quietClientLogger,
-  type RunningBroker,
-  rawCall,
-  rawClient,
-  startBroker,
-} from '../support/broker-harness.js';
+import { type MessageView, SimpleConsumer } from 'rocketmq-client-nodejs';
+import { quietClientLogger, rawCall, rawClient, startBroker } from '../support/broker-harness.js';
+import { simpleConsumer as consumer, producer, receiveAll } from '../support/clients.js';
 
 /**
  * The official Node client's SimpleConsumer (`rocketmq-client-nodejs` 1.0.8) against the broker
@@ -19,49 +14,6 @@ import {
 
 /** The shortest invisible time these tests may ask for (the broker's minimum, lowered from 10 s). */
 const MIN_INVISIBLE_MS = 1000;
-
-async function producer(running: RunningBroker): Promise<Producer> {
-  const p = new Producer({ endpoints: running.endpoints, namespace: '', logger: quietClientLogger });
-  await p.startup();
-  running.closeFirst(() => p.shutdown());
-  return p;
-}
-
-async function consumer(
-  running: RunningBroker,
-  group: string,
-  subscriptions: Record<string, string>,
-  awaitDuration = 1000,
-): Promise<SimpleConsumer> {
-  const c = new SimpleConsumer({
-    endpoints: running.endpoints,
-    namespace: '',
-    logger: quietClientLogger,
-    consumerGroup: group,
-    subscriptions: new Map(Object.entries(subscriptions)),
-    awaitDuration,
-  });
-  await c.startup();
-  running.closeFirst(() => c.shutdown());
-  return c;
-}
-
-/** Receives until `count` messages came or `polls` receives in a row found nothing. */
-async function receiveAll(
-  c: SimpleConsumer,
-  count: number,
-  invisibleMs = 30_000,
-  idlePolls = 3,
-): Promise<MessageView[]> {
-  const got: MessageView[] = [];
-  let idle = 0;
-  while (got.length < count && idle < idlePolls) {
-    const batch = await c.receive(32, invisibleMs);
-    idle = batch.length === 0 ? idle + 1 : 0;
-    got.push(...batch);
-  }
-  return got;
-}
 
 async function rejectsWithCode(promise: Promise<unknown>, code: number): Promise<void> {
   await assert.rejects(promise, (err: unknown) => {

@@ -1,0 +1,108 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Producer } from 'rocketmq-client-nodejs';
+import { startBroker } from '../support/broker-harness.js';
+import { ConsumeResult, producer, pushConsumer, receiveAll, simpleConsumer } from '../support/clients.js';
+
+/**
+ * The official Node client's PushConsumer against the broker: many messages with none lost or
+ * duplicated, and a failing message retried with growing attempts, then moved to the DLQ.
+ */
+
+/** Messages of the no-loss test; more with E2E_PUSH_MESSAGES. */
+const PUSH_MESSAGES = Number(process.env.E2E_PUSH_MESSAGES ?? 10_000);
+/** How long the consumers may take for everything before the test gives up (not a timing goal). */
+const CONSUME_DEADLINE_MS = 90_000;
+
+/** Sends `count` messages, `window` at a time; returns their ids in send order. */
+export async function sendMany(p: Producer, topic: string, count: number, window = 256): Promise<string[]> {
+  const ids: string[] = new Array(count);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: window }, async () => {
+      for (let i = next++; i < count; i = next++) {
+        const receipt = await p.send({ topic, tag: `t${i % 3}`, body: Buffer.from(`push-${i}`) });
+        ids[i] = receipt.messageId;
+      }
+    }),
+  );
+  return ids;
+}
+
+async function until(condition: () => boolean, deadlineMs: number, what: string): Promise<void> {
+  const end = Date.now() + deadlineMs;
+  while (!condition()) {
+    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+describe('PushConsumer (official client) against the broker', () => {
+  it(`consumes ${PUSH_MESSAGES} messages: none lost, none duplicated, every offset committed`, async (t) => {
+    const running = await startBroker(t);
+    const p = await producer(running);
+    const sent = await sendMany(p, 'PushTopic', PUSH_MESSAGES);
+    const seen = new Map<string, number>();
+    const attempts = new Set<number>();
+    await pushConsumer(running, 'GID_push', { PushTopic: '*' }, (m) => {
+      seen.set(m.messageId, (seen.get(m.messageId) ?? 0) + 1);
+      attempts.add(m.deliveryAttempt ?? -1);
+      return ConsumeResult.SUCCESS;
+    });
+    await until(() => seen.size >= sent.length, CONSUME_DEADLINE_MS, 'every message');
+    // A little longer: a duplicate would show up now.
+    await sleep(1500);
+    const duplicated = [...seen].filter(([, n]) => n > 1);
+    assert.equal(duplicated.length, 0, `duplicated: ${duplicated.slice(0, 5).join(', ')}`);
+    assert.deepEqual(new Set(seen.keys()), new Set(sent));
+    assert.deepEqual([...attempts], [1], 'every message was delivered once, at attempt 1');
+    const broker = running.broker;
+    await until(() => broker.popMessageProcessor.inflightCount === 0, 10_000, 'the last acks');
+    for (let queueId = 0; queueId < 4; queueId++) {
+      assert.equal(
+        broker.consumerOffsetManager.queryOffset('GID_push', 'PushTopic', queueId),
+        broker.store.getMaxOffsetInQueue('PushTopic', queueId),
+      );
+    }
+  });
+
+  it('a message that keeps failing is delivered max-attempts times, then goes to %DLQ%<group>; the others are consumed', async (t) => {
+    const running = await startBroker(t, { broker: { minInvisibleTimeMillsForRecv: 1000 } });
+    // Three deliveries in all (RocketMQ's retryMaxTimes + 1).
+    running.broker.subscriptionGroupManager.updateSubscriptionGroupConfig({
+      groupName: 'GID_dlq',
+      consumeEnable: true,
+      consumeMessageOrderly: false,
+      retryMaxTimes: 2,
+    });
+    const p = await producer(running);
+    const poison = await p.send({ topic: 'DlqTopic', tag: 'poison', body: Buffer.from('always fails') });
+    const good = await sendMany(p, 'DlqTopic', 50);
+    const poisonAttempts: number[] = [];
+    const consumed = new Set<string>();
+    await pushConsumer(running, 'GID_dlq', { DlqTopic: '*' }, (m) => {
+      if (m.messageId === poison.messageId) {
+        poisonAttempts.push(m.deliveryAttempt ?? -1);
+        return ConsumeResult.FAILURE;
+      }
+      consumed.add(m.messageId);
+      return ConsumeResult.SUCCESS;
+    });
+    await until(() => consumed.size >= good.length && poisonAttempts.length >= 3, 30_000, 'the deliveries');
+    // Wait for the dead letter to be written, then make sure no fourth delivery comes.
+    const dlqTopic = '%DLQ%GID_dlq';
+    await until(() => running.broker.store.getMaxOffsetInQueue(dlqTopic, 0) >= 1, 10_000, 'the dead letter');
+    await sleep(1000);
+    assert.deepEqual(poisonAttempts, [1, 2, 3]);
+    assert.deepEqual(new Set(consumed), new Set(good));
+    // The DLQ is a topic like any other: a consumer of it gets the message, body and id intact.
+    const dlqReader = await simpleConsumer(running, 'GID_dlq_reader', { [dlqTopic]: '*' });
+    const dead = await receiveAll(dlqReader, 1);
+    assert.equal(dead.length, 1);
+    assert.equal(dead[0]?.messageId, poison.messageId);
+    assert.equal(dead[0]?.body.toString(), 'always fails');
+    assert.equal(dead[0]?.tag, 'poison');
+    await dlqReader.ack(dead[0] as NonNullable<(typeof dead)[0]>);
+  });
+});

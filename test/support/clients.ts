@@ -1,0 +1,90 @@
+import {
+  ConsumeResult,
+  type MessageView,
+  Producer,
+  PushConsumer,
+  SimpleConsumer,
+} from 'rocketmq-client-nodejs';
+import { quietClientLogger, type RunningBroker } from './broker-harness.js';
+
+/**
+ * Official clients (`rocketmq-client-nodejs`) for end-to-end tests, shut down before the broker
+ * they talk to.
+ */
+
+export async function producer(running: Pick<RunningBroker, 'endpoints' | 'closeFirst'>): Promise<Producer> {
+  const p = new Producer({ endpoints: running.endpoints, namespace: '', logger: quietClientLogger });
+  await p.startup();
+  running.closeFirst(() => p.shutdown());
+  return p;
+}
+
+export async function simpleConsumer(
+  running: Pick<RunningBroker, 'endpoints' | 'closeFirst'>,
+  group: string,
+  subscriptions: Record<string, string>,
+  awaitDuration = 1000,
+): Promise<SimpleConsumer> {
+  const c = new SimpleConsumer({
+    endpoints: running.endpoints,
+    namespace: '',
+    logger: quietClientLogger,
+    consumerGroup: group,
+    subscriptions: new Map(Object.entries(subscriptions)),
+    awaitDuration,
+  });
+  await c.startup();
+  running.closeFirst(() => c.shutdown());
+  return c;
+}
+
+/** Receives until `count` messages came or `polls` receives in a row found nothing. */
+export async function receiveAll(
+  c: SimpleConsumer,
+  count: number,
+  invisibleMs = 30_000,
+  idlePolls = 3,
+): Promise<MessageView[]> {
+  const got: MessageView[] = [];
+  let idle = 0;
+  while (got.length < count && idle < idlePolls) {
+    const batch = await c.receive(32, invisibleMs);
+    idle = batch.length === 0 ? idle + 1 : 0;
+    got.push(...batch);
+  }
+  return got;
+}
+
+/** A PushConsumer whose listener is `consume`; shut down before the broker. */
+export async function pushConsumer(
+  running: Pick<RunningBroker, 'endpoints' | 'closeFirst'>,
+  group: string,
+  subscriptions: Record<string, string>,
+  consume: (message: MessageView) => ConsumeResult | Promise<ConsumeResult>,
+): Promise<PushConsumer> {
+  const c = new PushConsumer({
+    endpoints: running.endpoints,
+    namespace: '',
+    logger: quietClientLogger,
+    consumerGroup: group,
+    subscriptions: new Map(Object.entries(subscriptions)),
+    messageListener: { consume },
+  });
+  await c.startup();
+  running.closeFirst(async () => {
+    await c.shutdown();
+    closeConsumeServiceLogger(c);
+  });
+  return c;
+}
+
+/**
+ * The client's consume service opens its own file logger (egg-logger, with a 1 s flush interval
+ * that keeps the process alive) and never closes it; close it so a test run can exit.
+ */
+export function closeConsumeServiceLogger(c: PushConsumer): void {
+  const service = c.getConsumeService() as unknown as { logger?: { close?: () => void } } | undefined;
+  service?.logger?.close?.();
+}
+
+export { ConsumeResult };
