@@ -528,6 +528,14 @@ export class BrokerController {
     }
   }
 
+  /**
+   * The first step of a shutdown: every long poll answers now with what it has, and no
+   * message is written back any more (so a server can let its calls finish quickly).
+   */
+  stopConsumption(): void {
+    this.popMessageProcessor.shutdown();
+  }
+
   /** Stops consumption, persists offsets and shuts the store down cleanly (the next open is a normal recovery). */
   shutdown(): Promise<void> {
     this.#shutdown ??= (async () => {

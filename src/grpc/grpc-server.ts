@@ -41,8 +41,16 @@ export class GrpcServer {
   #port = 0;
   #advertised: { host: string; port: number } | null = null;
   #closing: Promise<void> | null = null;
+  readonly #broker: BrokerController;
 
-  private constructor(server: grpc.Server, telemetry: TelemetrySessions, logger: Logger, host: string) {
+  private constructor(
+    server: grpc.Server,
+    telemetry: TelemetrySessions,
+    logger: Logger,
+    host: string,
+    broker: BrokerController,
+  ) {
+    this.#broker = broker;
     this.#server = server;
     this.#telemetry = telemetry;
     this.#logger = logger;
@@ -64,7 +72,7 @@ export class GrpcServer {
       pushLongPollingTimeoutMs: options.pushLongPollingTimeoutMs ?? 20_000,
     });
     server.addService(loadMessagingService(), implementation);
-    self = new GrpcServer(server, telemetry, options.logger, host);
+    self = new GrpcServer(server, telemetry, options.logger, host, options.broker);
     const credentials =
       options.tls === undefined
         ? grpc.ServerCredentials.createInsecure()
@@ -103,6 +111,8 @@ export class GrpcServer {
    */
   shutdown(graceMs: number = GRPC_SHUTDOWN_GRACE_MS): Promise<void> {
     this.#closing ??= new Promise<void>((resolve) => {
+      // Long polls would hold the server open for up to 20 s: they answer now.
+      this.#broker.stopConsumption();
       this.#telemetry.endAll();
       const timer = setTimeout(() => {
         this.#logger.warn({ graceMs }, 'calls still in flight after the grace period: cutting them');

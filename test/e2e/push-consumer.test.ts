@@ -1,9 +1,15 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Producer } from 'rocketmq-client-nodejs';
 import { startBroker } from '../support/broker-harness.js';
-import { ConsumeResult, producer, pushConsumer, receiveAll, simpleConsumer } from '../support/clients.js';
+import {
+  ConsumeResult,
+  producer,
+  pushConsumer,
+  receiveAll,
+  sendMany,
+  simpleConsumer,
+} from '../support/clients.js';
 
 /**
  * The official Node client's PushConsumer against the broker: many messages with none lost or
@@ -14,21 +20,6 @@ import { ConsumeResult, producer, pushConsumer, receiveAll, simpleConsumer } fro
 const PUSH_MESSAGES = Number(process.env.E2E_PUSH_MESSAGES ?? 10_000);
 /** How long the consumers may take for everything before the test gives up (not a timing goal). */
 const CONSUME_DEADLINE_MS = 90_000;
-
-/** Sends `count` messages, `window` at a time; returns their ids in send order. */
-export async function sendMany(p: Producer, topic: string, count: number, window = 256): Promise<string[]> {
-  const ids: string[] = new Array(count);
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: window }, async () => {
-      for (let i = next++; i < count; i = next++) {
-        const receipt = await p.send({ topic, tag: `t${i % 3}`, body: Buffer.from(`push-${i}`) });
-        ids[i] = receipt.messageId;
-      }
-    }),
-  );
-  return ids;
-}
 
 async function until(condition: () => boolean, deadlineMs: number, what: string): Promise<void> {
   const end = Date.now() + deadlineMs;

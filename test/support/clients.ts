@@ -87,4 +87,19 @@ export function closeConsumeServiceLogger(c: PushConsumer): void {
   service?.logger?.close?.();
 }
 
+/** Sends `count` messages, `window` at a time; returns their ids in send order. */
+export async function sendMany(p: Producer, topic: string, count: number, window = 256): Promise<string[]> {
+  const ids: string[] = new Array(count);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: window }, async () => {
+      for (let i = next++; i < count; i = next++) {
+        const receipt = await p.send({ topic, tag: `t${i % 3}`, body: Buffer.from(`push-${i}`) });
+        ids[i] = receipt.messageId;
+      }
+    }),
+  );
+  return ids;
+}
+
 export { ConsumeResult };
