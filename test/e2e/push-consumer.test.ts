@@ -96,4 +96,22 @@ describe('PushConsumer (official client) against the broker', () => {
     assert.equal(dead[0]?.tag, 'poison');
     await dlqReader.ack(dead[0] as NonNullable<(typeof dead)[0]>);
   });
+
+  it('a slow listener keeps its messages: the broker renews their invisible time while the client is connected', async (t) => {
+    // Auto-renewed pops are invisible for 300 ms at a time here (RocketMQ: 60 s), far less than
+    // the listener takes.
+    const running = await startBroker(t, { broker: { defaultInvisibleTimeMills: 300 } });
+    const p = await producer(running);
+    const sent = await sendMany(p, 'SlowTopic', 6);
+    const deliveries: [string, number][] = [];
+    await pushConsumer(running, 'GID_slow', { SlowTopic: '*' }, async (m) => {
+      deliveries.push([m.messageId, m.deliveryAttempt ?? -1]);
+      await sleep(1200);
+      return ConsumeResult.SUCCESS;
+    });
+    await until(() => new Set(deliveries.map(([id]) => id)).size >= sent.length, 30_000, 'every message');
+    await until(() => running.broker.popMessageProcessor.inflightCount === 0, 15_000, 'the last acks');
+    assert.equal(deliveries.length, sent.length, `delivered more than once: ${JSON.stringify(deliveries)}`);
+    assert.ok(deliveries.every(([, attempt]) => attempt === 1));
+  });
 });
