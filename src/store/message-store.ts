@@ -189,7 +189,7 @@ export class MessageStore {
     const logger = (options.logger ?? createDefaultLogger()).child({ store: config.storePathRootDir });
     const root = config.storePathRootDir;
     try {
-      io.mkdirSync(root);
+      createDirectoryDurably(io, root);
     } catch (err) {
       // Whatever the errno (a recursive mkdir on a read-only file system reports ENOENT), a
       // directory we cannot create is a directory we cannot write.
@@ -568,6 +568,22 @@ export class MessageStore {
 }
 
 /** fsyncs each directory that exists (entries made at open: the root, `commitlog`, `consumequeue`). */
+/**
+ * mkdir -p, then an fsync of the parent of every directory it created: a new directory's entry
+ * lives in its parent, and without that sync a power loss can take the whole store with it,
+ * acknowledged SYNC_FLUSH messages included.
+ */
+function createDirectoryDurably(io: StoreIO, dir: string): void {
+  const created: string[] = [];
+  for (let d = path.resolve(dir); io.statSync(d) === null; d = path.dirname(d)) {
+    created.push(d);
+    if (path.dirname(d) === d) break;
+  }
+  io.mkdirSync(dir);
+  // Deepest first: each parent is synced after its new child exists.
+  for (const d of created) io.fsyncDirectorySync(path.dirname(d));
+}
+
 function syncDirectories(io: StoreIO, dirs: readonly string[]): void {
   for (const dir of new Set(dirs)) {
     if (io.statSync(dir)?.isDirectory === true) io.fsyncDirectorySync(dir);

@@ -598,14 +598,11 @@ describe('power loss under a stream of sends from the official client', () => {
     }
   });
 
-  // Known gap (reported, not fixed here): MessageStore.open creates a missing store directory
-  // with mkdir -p and fsyncs the directories inside it, but never the parent that names it. A
-  // power loss before the file system writes that parent back loses the whole store, SYNC_FLUSH
-  // acknowledgements included. The real disk's window is the journal commit interval (ext4: 5 s)
-  // after the first start on a new directory; the simulated disk keeps it open until a sync.
-  it(`SYNC_FLUSH: a store directory the store created itself survives too (TEST_SEED=${SEED})`, {
-    todo: 'MessageStore.open does not fsync the parent of a store directory it creates',
-  }, async () => {
+  // MessageStore.open creates a missing store directory itself: the parents that name the new
+  // directories must be synced, or a power loss soon after the first start loses the whole
+  // store, SYNC_FLUSH acknowledgements included (the simulated disk keeps that window open
+  // until a sync; ext4's is its 5 s journal commit).
+  it(`SYNC_FLUSH: a store directory the store created itself survives too (TEST_SEED=${SEED})`, async () => {
     const outcome = await runRound(planRound(FlushDiskType.SYNC_FLUSH, 0, false));
     log(summary(outcome));
     assertEmpty(
