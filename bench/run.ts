@@ -9,26 +9,32 @@
  *   BENCH_SECONDS  seconds per measured run (default 1.5)
  *   BENCH_PAIRS    store/baseline pairs per row (default 9)
  *   BENCH_DIR      where the files go (default: the OS temp dir)
- *   BENCH_ONLY     comma list of sections: sync, async, read, recovery (default all)
+ *   BENCH_ONLY     comma list of sections: sync, async, read, recovery, e2e (default all)
  *   BENCH_READ_MESSAGES   messages in the read section (default 200000)
  *   BENCH_RECOVERY_BYTES  commit log size in the recovery section (default 1 GiB)
+ *   BENCH_E2E_MESSAGES    messages each consumer of the e2e section receives (default 20000)
+ *   BENCH_E2E_PAIRS       bare/broker rounds per e2e send row (default min(BENCH_PAIRS, 3))
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { MessageStore, silentLogger } from 'rocketmq-ts/store';
 import { BareCopyPwrite, BareGroupCommit, bareCopyPwriteLoop } from './baselines.js';
+import { benchE2E, type LatencyRun as E2eRun } from './e2e.js';
 import { benchRead, benchRecovery } from './read-recovery.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 1.5);
 const PAIRS = Number(process.env.BENCH_PAIRS ?? 9);
 const BASE_DIR = process.env.BENCH_DIR ?? os.tmpdir();
-const ONLY = (process.env.BENCH_ONLY ?? 'sync,async,read,recovery').split(',');
+const ONLY = (process.env.BENCH_ONLY ?? 'sync,async,read,recovery,e2e').split(',');
 const READ_MESSAGES = Number(process.env.BENCH_READ_MESSAGES ?? 200_000);
 const RECOVERY_BYTES = Number(process.env.BENCH_RECOVERY_BYTES ?? 1024 * 1024 * 1024);
+const E2E_MESSAGES = Number(process.env.BENCH_E2E_MESSAGES ?? 20_000);
 /** The read and recovery sections take longer per run: fewer pairs. */
 const READ_PAIRS = Math.max(1, Math.min(PAIRS, 5));
 const RECOVERY_PAIRS = Math.max(1, Math.min(PAIRS, 7));
+/** The e2e send section runs three servers per round: fewer rounds. */
+const E2E_PAIRS = Math.max(1, Number(process.env.BENCH_E2E_PAIRS ?? Math.min(PAIRS, 3)));
 const WARMUP_MS = 300;
 const SEGMENT_BYTES = 1024 * 1024 * 1024;
 /** The baselines' file: sparse, as large as a run could ever fill. */
@@ -392,4 +398,52 @@ if (ONLY.includes('recovery')) {
     [[fmt(row.messages), fmt(row.abnormalMs), fmt(row.bareMs), ratio(row.ratio), fmt(row.normalMs)]],
   );
   console.log('target: abnormal recovery <= 1.5x the bare scan');
+}
+if (ONLY.includes('e2e')) {
+  const { send, consume } = await benchE2E({
+    baseDir: BASE_DIR,
+    seconds: SECONDS,
+    pairs: E2E_PAIRS,
+    messages: E2E_MESSAGES,
+  });
+  const run = (r: E2eRun): string[] => [fmt(r.sendsPerSec), ms(r.p50Ms), ms(r.p99Ms)];
+  printTable(
+    `End to end, official Node client (Producer.send, 1 KiB body) against the broker on 127.0.0.1; bare = a gRPC server answering SendMessage at once, storing nothing (${E2E_PAIRS} rounds, medians, ratio = median of round ratios)`,
+    [
+      'lanes',
+      'SYNC_FLUSH sends/s',
+      'p50 ms',
+      'p99 ms',
+      'ratio',
+      'ASYNC_FLUSH sends/s',
+      'p50 ms',
+      'p99 ms',
+      'ratio',
+      'bare sends/s',
+      'bare p50',
+      'bare p99',
+    ],
+    send.map((row) => [
+      String(row.concurrency),
+      ...run(row.sync),
+      ratio(row.syncRatio),
+      ...run(row.async),
+      ratio(row.asyncRatio),
+      ...run(row.bare),
+    ]),
+  );
+  printTable(
+    `End to end, receive: ${fmt(E2E_MESSAGES)} messages of 1 KiB put first (ASYNC_FLUSH), then consumed by a new group`,
+    ['consumer', 'received', 'msg/s', 'seconds', 'note'],
+    consume.map((row) => [
+      row.consumer,
+      `${row.received}/${row.messages}`,
+      row.received === 0 ? '-' : fmt(row.msgsPerSec),
+      row.seconds.toFixed(2),
+      row.problem ?? '',
+    ]),
+  );
+  console.log(
+    'push: timed from its first message to the last (its first receive starts about 1 s after startup)',
+  );
 }
