@@ -64,34 +64,51 @@ function splitQueueKey(key: string): [string, number] {
   return [key.slice(0, slash), Number(key.slice(slash + 1))];
 }
 
-/** Last units checked per queue at open: a crash tears at most the last one or two. */
+/** Last units checked per queue at open after a clean shutdown. */
 const TAIL_UNITS_VERIFIED_MAX = 16;
 
 /**
  * Checks each queue's last units against the records they point to (valid, CRC included, this
- * queue's, this queue offset, this size and tags code) and drops those that do not match. In
- * memory only, until `applyPendingDiscard`.
+ * queue's, this queue offset, this size and tags code) and drops those that do not match, with
+ * every unit after them. In memory only, until `applyPendingDiscard`.
+ *
+ * After a clean shutdown every unit was flushed: the last few are checked. After a crash, any
+ * unit written since the consume queues' last flush may be torn, not only the last ones (a
+ * sector of it reverted while a later sector kept its new bytes), so each queue is checked back
+ * to its first unit whose record is older than that flush (`logicsMsgTimestamp`).
  */
 function verifyQueueTails(
   commitLog: CommitLog,
   consumeQueues: ConsumeQueueStore,
+  lastExitOK: boolean,
+  logicsMsgTimestamp: number,
 ): { unitsDropped: number; queues: string[] } {
   const header = new RecordHeader();
   let unitsDropped = 0;
   const queues: string[] = [];
   for (const queue of consumeQueues.all()) {
-    const dropped = queue.verifyTail((unit, queueOffset) => {
-      const bytes = commitLog.readRecordForRecovery(unit.commitLogOffset, header);
-      return (
-        bytes !== null &&
-        header.size === unit.size &&
-        header.queueOffset === queueOffset &&
-        header.queueId === queue.queueId &&
-        header.topic === queue.topic &&
-        dispatchesToConsumeQueue(header) &&
-        tagsCodeOf(bytes, header) === unit.tagsCode
-      );
-    }, TAIL_UNITS_VERIFIED_MAX);
+    let walked = 0;
+    const dropped = queue.verifyTail(
+      (unit, queueOffset) => {
+        // The last units' records are CRC checked too (a torn record at the log's end); deeper
+        // ones only against their headers: the walk may cover a minute of messages, and their
+        // records are checked by the commit log scan and again on every read.
+        const checkCRC = walked++ < TAIL_UNITS_VERIFIED_MAX;
+        const bytes = commitLog.readRecordForRecovery(unit.commitLogOffset, header, checkCRC);
+        const good =
+          bytes !== null &&
+          header.size === unit.size &&
+          header.queueOffset === queueOffset &&
+          header.queueId === queue.queueId &&
+          header.topic === queue.topic &&
+          dispatchesToConsumeQueue(header) &&
+          tagsCodeOf(bytes, header) === unit.tagsCode;
+        if (!good) return 'BAD';
+        // Strictly older: a record of the same millisecond may have come after the flush began.
+        return lastExitOK || header.storeTimestamp < logicsMsgTimestamp ? 'DURABLE' : 'GOOD';
+      },
+      lastExitOK ? TAIL_UNITS_VERIFIED_MAX : Number.POSITIVE_INFINITY,
+    );
     if (dropped > 0) {
       unitsDropped += dropped;
       queues.push(queueKey(queue.topic, queue.queueId));
@@ -123,7 +140,12 @@ export async function recoverStore(options: {
   const queuesReset = consumeQueues.load();
   const queuesLoaded = consumeQueues.all().length;
   const queuesZeroed = consumeQueues.recover(!lastExitOK);
-  const { unitsDropped, queues: queuesTailRepaired } = verifyQueueTails(commitLog, consumeQueues);
+  const { unitsDropped, queues: queuesTailRepaired } = verifyQueueTails(
+    commitLog,
+    consumeQueues,
+    lastExitOK,
+    checkpoint.logicsMsgTimestamp,
+  );
   const dispatchFrom = consumeQueues.getMaxPhysicOffset();
   const unitsBefore = totalUnits(consumeQueues);
   const state: DispatchState = { lastStoreTimestamp: 0 };
@@ -267,6 +289,10 @@ export async function recoverStore(options: {
   // crash from here on counts this data as durable (without it, short runs that crash would leave
   // the checkpoint at 0). `logicsMsgTimestamp` stays: the consume queues are not synced yet.
   const durableTimestamp = Math.max(commitLog.mappedFileQueue.storeTimestamp, state.lastStoreTimestamp);
+  checkpoint.dispatchedLogicsMsgTimestamp = Math.max(
+    checkpoint.dispatchedLogicsMsgTimestamp,
+    state.lastStoreTimestamp,
+  );
   checkpoint.physicMsgTimestamp = Math.max(checkpoint.physicMsgTimestamp, durableTimestamp);
   await checkpoint.flush();
   const unitsRebuilt = Math.max(0, totalUnits(consumeQueues) - (unitsBefore - (unitsCut - unitsDropped)));

@@ -33,6 +33,13 @@ export class StoreCheckpoint {
   readonly path: string;
   physicMsgTimestamp = 0;
   logicsMsgTimestamp = 0;
+  /**
+   * Store time of the last record dispatched to a consume queue, in memory only: it becomes
+   * `logicsMsgTimestamp` once a full consume queue flush made those units durable. Written to
+   * the page before that, a checkpoint flush (every second) would vouch for units a crash can
+   * still tear.
+   */
+  dispatchedLogicsMsgTimestamp = 0;
   indexMsgTimestamp = 0;
   masterFlushedOffset = 0;
   confirmPhyOffset = 0;
@@ -72,6 +79,7 @@ export class StoreCheckpoint {
       const checkpoint = new StoreCheckpoint(path, file, created);
       checkpoint.physicMsgTimestamp = checkpoint.#field(page, PHYSIC_MSG_TIMESTAMP_POSITION);
       checkpoint.logicsMsgTimestamp = checkpoint.#field(page, LOGICS_MSG_TIMESTAMP_POSITION);
+      checkpoint.dispatchedLogicsMsgTimestamp = checkpoint.logicsMsgTimestamp;
       checkpoint.indexMsgTimestamp = checkpoint.#field(page, INDEX_MSG_TIMESTAMP_POSITION);
       checkpoint.masterFlushedOffset = checkpoint.#field(page, MASTER_FLUSHED_OFFSET_POSITION);
       checkpoint.confirmPhyOffset = checkpoint.#field(page, CONFIRM_PHY_OFFSET_POSITION);

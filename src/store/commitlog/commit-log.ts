@@ -454,7 +454,7 @@ export class CommitLog {
    * Recovery, before the scan: the record at `offset` checked (CRC included) into `header`, and
    * the bytes holding it; null when there is no valid record there.
    */
-  readRecordForRecovery(offset: number, header: RecordHeader): Buffer | null {
+  readRecordForRecovery(offset: number, header: RecordHeader, checkCRC = true): Buffer | null {
     const file = this.mappedFileQueue.findMappedFileByOffset(offset);
     if (file === null) return null;
     const position = offset - file.fileFromOffset;
@@ -469,7 +469,7 @@ export class CommitLog {
       0,
       size,
       {
-        checkCRC: true,
+        checkCRC,
         forceVerifyPropCRC: this.#config.forceVerifyPropCRC,
         expectedPhysicalOffset: offset,
       },

@@ -303,8 +303,9 @@ export class ConsumeQueueStore {
  * RocketMQ's `FlushConsumeQueueService` (store reference §4.14): every `flushIntervalConsumeQueue`
  * (1 s) it flushes every queue with at least `flushConsumeQueueLeastPages` (2) dirty pages, and
  * fully at least every `flushConsumeQueueThoroughInterval` (60 s). On a full flush it writes the
- * checkpoint, with `logicsMsgTimestamp` rolled back to the value it had before the flush: that
- * value is known durable, a later one may not be (RocketMQ #678).
+ * checkpoint, with `logicsMsgTimestamp` set to the store time of the last record dispatched
+ * before the flush began: that one's units are known durable, a later one's may not be
+ * (RocketMQ #678). Between full flushes the checkpoint keeps the last durable value.
  */
 export class FlushConsumeQueueService extends ServiceThread {
   readonly #store: ConsumeQueueStore;
@@ -347,13 +348,15 @@ export class FlushConsumeQueueService extends ServiceThread {
     if (final || now >= this.#lastFlushTimestamp + this.#config.flushConsumeQueueThoroughInterval) {
       this.#lastFlushTimestamp = now;
       leastPages = 0;
-      logicsMsgTimestamp = this.#checkpoint.logicsMsgTimestamp;
+      logicsMsgTimestamp = this.#checkpoint.dispatchedLogicsMsgTimestamp;
     }
     try {
       if (final) await this.#store.flushEverything();
       else await this.#store.flushAll(leastPages);
       if (leastPages === 0) {
-        if (logicsMsgTimestamp > 0) this.#checkpoint.logicsMsgTimestamp = logicsMsgTimestamp;
+        if (logicsMsgTimestamp > this.#checkpoint.logicsMsgTimestamp) {
+          this.#checkpoint.logicsMsgTimestamp = logicsMsgTimestamp;
+        }
         await this.#checkpoint.flush();
       }
     } catch (err) {

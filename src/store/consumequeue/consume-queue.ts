@@ -29,6 +29,9 @@ import { readInt64BE, setInt64, writeInt64BE } from '../message/int64.js';
  */
 
 export const CQ_BLANK_UNIT_SIZE = 0x7fffffff;
+
+/** What recovery found of one unit: it points elsewhere, it is right, or it is right and was flushed before the crash. */
+export type TailUnitVerdict = 'BAD' | 'GOOD' | 'DURABLE';
 /** Bytes read per step when recovery scans a consume queue file. */
 const CQ_RECOVER_WINDOW_BYTES = 256 * 1024;
 const ZEROS = Buffer.alloc(CQ_RECOVER_WINDOW_BYTES);
@@ -119,6 +122,7 @@ export class ConsumeQueue {
    */
   recover(afterCrash: boolean): boolean {
     this.#readAhead = null;
+    this.#maxPhysicOffset = -1;
     const files = this.mappedFileQueue.getMappedFiles();
     if (files.length === 0) return false;
     let index = Math.max(0, files.length - 3);
@@ -180,19 +184,26 @@ export class ConsumeQueue {
   }
 
   /**
-   * Recovery, before dispatch: checks the queue's last units (up to `unitsMax`, within its last
-   * file) against the records they point to, and drops those that do not match: a torn or
-   * damaged unit. Only the positions move now; the file keeps its bytes until
+   * Recovery, before dispatch: checks the queue's last units (within its last file) against the
+   * records they point to, walking back from the end, and drops every unit from the lowest bad
+   * one on: a torn or damaged unit and all after it. `check` says of each unit whether it is
+   * bad, good, or good and durable (its record was flushed to the queue before the crash, so
+   * everything before it is sound too): the walk stops at the first durable one, or after
+   * `unitsMax` units. Only the positions move now; the file keeps its bytes until
    * `applyPendingDiscard()`, called once the commit log's recovery can no longer refuse to open.
    * Returns how many units it dropped.
    */
-  verifyTail(matches: (unit: ConsumeQueueUnit, queueOffset: number) => boolean, unitsMax: number): number {
+  verifyTail(
+    check: (unit: ConsumeQueueUnit, queueOffset: number) => TailUnitVerdict,
+    unitsMax: number,
+  ): number {
     const mfq = this.mappedFileQueue;
     const file = mfq.getLastMappedFile();
     if (file === null) return 0;
-    let position = file.getReadPosition();
-    let dropped = 0;
-    while (dropped < unitsMax && position >= CQ_STORE_UNIT_SIZE_BYTES) {
+    const end = file.getReadPosition();
+    let position = end;
+    let cut = -1;
+    for (let walked = 0; walked < unitsMax && position >= CQ_STORE_UNIT_SIZE_BYTES; walked++) {
       const bytes = file.readSync(position - CQ_STORE_UNIT_SIZE_BYTES, CQ_STORE_UNIT_SIZE_BYTES);
       if (bytes === null) break;
       const unit: ConsumeQueueUnit = {
@@ -202,17 +213,19 @@ export class ConsumeQueue {
       };
       if (unit.size === CQ_BLANK_UNIT_SIZE) break;
       const queueOffset = (file.fileFromOffset + position) / CQ_STORE_UNIT_SIZE_BYTES - 1;
-      if (matches(unit, queueOffset)) break;
+      const verdict = check(unit, queueOffset);
       position -= CQ_STORE_UNIT_SIZE_BYTES;
-      dropped++;
+      if (verdict === 'BAD') cut = position;
+      else if (verdict === 'DURABLE') break;
     }
-    if (dropped === 0) return 0;
+    if (cut < 0) return 0;
+    const dropped = (end - cut) / CQ_STORE_UNIT_SIZE_BYTES;
     this.#readAhead = null;
-    file.setPositions(position);
-    const where = file.fileFromOffset + position;
+    file.setPositions(cut);
+    const where = file.fileFromOffset + cut;
     mfq.flushedWhere = Math.min(mfq.flushedWhere, where);
     mfq.committedWhere = Math.min(mfq.committedWhere, where);
-    this.#pendingDiscard = { file, position };
+    this.#pendingDiscard = { file, position: cut };
     this.#maxPhysicOffset = -1;
     this.#recomputeMaxPhysicOffset();
     return dropped;
@@ -222,7 +235,13 @@ export class ConsumeQueue {
   applyPendingDiscard(): void {
     const pending = this.#pendingDiscard;
     this.#pendingDiscard = null;
-    if (pending !== null && pending.file.getReadPosition() === pending.position) {
+    // Dispatch may have written the units again since (the same records, so the same bytes):
+    // then there is nothing stale to zero, and appended bytes must not be.
+    if (
+      pending !== null &&
+      pending.file.getReadPosition() === pending.position &&
+      pending.file.wrotePosition === pending.position
+    ) {
       pending.file.discardAfter(pending.position);
     }
   }

@@ -82,7 +82,7 @@ export class CommitLogDispatcher {
       this.#onConsumeQueueError(error);
       return null;
     }
-    this.#checkpoint.logicsMsgTimestamp = storeTimestamp;
+    this.#checkpoint.dispatchedLogicsMsgTimestamp = storeTimestamp;
     return queue;
   }
 }
