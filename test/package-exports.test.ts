@@ -17,6 +17,13 @@ describe('package exports', () => {
     assert.equal(typeof store.StoreError, 'function');
   });
 
+  it("exposes the broker from 'rocketmq-ts/broker' and its gRPC server from 'rocketmq-ts/grpc'", async () => {
+    const broker = await import('rocketmq-ts/broker');
+    const grpc = await import('rocketmq-ts/grpc');
+    assert.equal(typeof broker.BrokerController.open, 'function');
+    assert.equal(typeof grpc.GrpcServer.start, 'function');
+  });
+
   it('keeps internals out of the public entry', async () => {
     const store: Record<string, unknown> = await import('rocketmq-ts/store');
     for (const internal of [
