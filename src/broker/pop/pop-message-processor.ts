@@ -63,6 +63,8 @@ export const POLLING_TIME_MAX_MS = 20_000;
 const REVIVE_RETRY_DELAY_MS = 1000;
 /** Messages written back at once by the revive service. */
 const REVIVE_CONCURRENCY = 64;
+/** The revive heap is compacted (stale tasks dropped) only from this size on. */
+const REVIVE_HEAP_COMPACT_MIN = 4096;
 /** Retry topic names longer than a topic may be are replaced by a digest of the group and topic. */
 const RETRY_TOPIC_NAME_MAX_LENGTH = 127;
 /** RocketMQ's `MixAll.RETRY_GROUP_TOPIC_PREFIX` and `DLQ_GROUP_TOPIC_PREFIX`. */
@@ -225,9 +227,22 @@ class ReviveHeap {
   clear(): void {
     this.#items.length = 0;
   }
+
+  /** Keeps only the tasks `keep` accepts, and restores the heap order. */
+  retain(keep: (task: ReviveTask) => boolean): void {
+    const kept = this.#items.filter(keep);
+    this.#items.length = 0;
+    for (const task of kept) this.push(task);
+  }
 }
 
-/** `%RETRY%<group>_<topic>` (RocketMQ's pop retry topic, v1 naming), shortened by a digest when too long. */
+/**
+ * `%RETRY%<group>_<topic>` (RocketMQ's pop retry topic, v1 naming), shortened by a digest when
+ * too long. Two pairs can share one (`G_X` + `T` and `G` + `X_T`); RocketMQ's v2 naming avoids
+ * that with a `+`, which the store refuses in a topic, so instead each message carries its
+ * topic (RETRY_TOPIC) and a pop skips the other pair's messages (the groups differ, so their
+ * progress on the shared topic is kept apart).
+ */
 export function popRetryTopic(group: string, topic: string): string {
   const name = `${RETRY_GROUP_TOPIC_PREFIX}${group}_${topic}`;
   if (name.length <= RETRY_TOPIC_NAME_MAX_LENGTH) return name;
@@ -247,8 +262,8 @@ export class PopMessageProcessor {
   readonly #maxAttemptsOf: (group: string) => number;
   readonly #ensureDeadLetterTopic: (group: string) => string;
   readonly #queues = new Map<string, PopQueue>();
-  /** Retry topic -> the topic its messages were sent to, for waking that topic's pollers. */
-  readonly #retryOrigin = new Map<string, string>();
+  /** Retry topic -> the topics its messages were sent to, for waking those topics' pollers. */
+  readonly #retryOrigin = new Map<string, Set<string>>();
   /** Where the next pop of a (group, topic) starts among its queues, so all of them get turns. */
   readonly #nextQueue = new Map<string, number>();
   readonly #arrivals = new Map<string, number>();
@@ -280,14 +295,29 @@ export class PopMessageProcessor {
     return n;
   }
 
+  /** Revive tasks held (live and outlived ones), for inspection. */
+  get reviveTaskCount(): number {
+    return this.#revives.size;
+  }
+
   /** Called by the store after dispatch made new messages of a queue readable. */
   onMessageArriving(topic: string): void {
-    const origin = this.#retryOrigin.get(topic) ?? topic;
-    this.#arrivals.set(origin, (this.#arrivals.get(origin) ?? 0) + 1);
-    const pollers = this.#pollers.get(origin);
-    if (pollers === undefined) return;
-    this.#pollers.delete(origin);
-    for (const wake of pollers) wake();
+    for (const origin of this.#retryOrigin.get(topic) ?? [topic]) {
+      this.#arrivals.set(origin, (this.#arrivals.get(origin) ?? 0) + 1);
+      const pollers = this.#pollers.get(origin);
+      if (pollers === undefined) continue;
+      this.#pollers.delete(origin);
+      for (const wake of pollers) wake();
+    }
+  }
+
+  #noteRetryTopic(retryTopic: string, originTopic: string): void {
+    let origins = this.#retryOrigin.get(retryTopic);
+    if (origins === undefined) {
+      origins = new Set();
+      this.#retryOrigin.set(retryTopic, origins);
+    }
+    origins.add(originTopic);
   }
 
   /**
@@ -356,13 +386,22 @@ export class PopMessageProcessor {
     if ('problem' in found) return found;
     const { queue, entry } = found.ok;
     entry.reviving = true;
-    const moved = await this.#writeBack(queue, entry, entry.reconsumeTimes, true);
-    if (!moved) {
-      entry.reviving = false;
-      throw new Error('the message could not be written to the dead letter queue');
+    let moved = false;
+    try {
+      moved = await this.#writeBack(queue, entry, entry.reconsumeTimes, true);
+    } finally {
+      if (!moved && queue.inflight.get(entry.offset) === entry) {
+        // Still the client's (or, if its time ran out meanwhile, due for a revive now): the
+        // revive task the timer dropped while this write was running is put back.
+        entry.reviving = false;
+        this.#schedule(queue, entry);
+      }
     }
-    queue.inflight.delete(entry.offset);
-    this.#markDone(queue, entry.offset);
+    if (!moved) throw new Error('the message could not be written to the dead letter queue');
+    if (queue.inflight.get(entry.offset) === entry) {
+      queue.inflight.delete(entry.offset);
+      this.#markDone(queue, entry.offset);
+    }
     return { ok: true };
   }
 
@@ -425,7 +464,7 @@ export class PopMessageProcessor {
 
   #queuesOf(request: PopRequest): PopQueue[] {
     const retryTopic = popRetryTopic(request.group, request.topic);
-    this.#retryOrigin.set(retryTopic, request.topic);
+    this.#noteRetryTopic(retryTopic, request.topic);
     const queues = [this.#queue(request.group, retryTopic, request.topic, 0)];
     for (let id = 0; id < request.readQueueNums; id++) {
       queues.push(this.#queue(request.group, request.topic, request.topic, id));
@@ -513,6 +552,14 @@ export class PopMessageProcessor {
     for (const message of got.messages) {
       for (; next < message.queueOffset; next++) queue.done.add(next);
       next = message.queueOffset + 1;
+      if (
+        queue.topicType === TOPIC_TYPE_RETRY &&
+        message.properties[MessageConst.PROPERTY_RETRY_TOPIC] !== queue.originTopic
+      ) {
+        // Another (group, topic) pair's retry, on a retry topic whose name both map to.
+        queue.done.add(message.queueOffset);
+        continue;
+      }
       const renew =
         request.autoRenewClientId === undefined
           ? null
@@ -538,10 +585,7 @@ export class PopMessageProcessor {
       this.#schedule(queue, entry);
       popped.push({
         message,
-        topic:
-          queue.topicType === TOPIC_TYPE_RETRY
-            ? (message.properties[MessageConst.PROPERTY_RETRY_TOPIC] ?? queue.originTopic)
-            : queue.physicalTopic,
+        topic: queue.originTopic,
         receiptHandle: entry.handle,
         deliveryAttempt: message.reconsumeTimes + 1,
         invisibleTimeMs: request.invisibleTimeMs,
@@ -625,10 +669,15 @@ export class PopMessageProcessor {
         message: 'the receipt handle is stale: the message was acked, delivered again, or given a new handle',
       };
     }
-    if (entry.reviving || entry.visibleAt <= Date.now()) {
+    if (entry.reviving || (entry.visibleAt <= Date.now() && !this.#renewable(entry, Date.now()))) {
       return { problem: 'EXPIRED', message: 'the receipt handle is expired' };
     }
     return { ok: { queue, entry } };
+  }
+
+  /** An auto-renewed entry whose client is still there: its time runs on, whatever the timer's lag. */
+  #renewable(entry: InflightEntry, now: number): boolean {
+    return entry.renew !== null && now < entry.renew.until && this.clientAlive(entry.renew.clientId);
   }
 
   /** Gives back messages nobody received (the call was cancelled): visible now, no attempt counted. */
@@ -648,9 +697,19 @@ export class PopMessageProcessor {
     }
   }
 
-  #schedule(queue: PopQueue, entry: InflightEntry): void {
+  /** A revive task for `entry` at `at` (default: when its invisible time ends). */
+  #schedule(queue: PopQueue, entry: InflightEntry, at: number = entry.visibleAt): void {
     if (this.#closed) return;
-    this.#revives.push({ at: entry.visibleAt, queue, offset: entry.offset, handle: entry.handle });
+    // Acked and re-leased entries leave their tasks behind (dropped when due); when those are
+    // most of the heap, it is rebuilt from the live ones, so it stays the size of what is in
+    // flight rather than of everything popped in the last invisible time.
+    if (this.#revives.size >= REVIVE_HEAP_COMPACT_MIN && this.#revives.size > 2 * this.inflightCount) {
+      this.#revives.retain((task) => {
+        const live = task.queue.inflight.get(task.offset);
+        return live !== undefined && live.handle === task.handle;
+      });
+    }
+    this.#revives.push({ at, queue, offset: entry.offset, handle: entry.handle });
     this.#armReviveTimer();
   }
 
@@ -677,7 +736,7 @@ export class PopMessageProcessor {
       // A task outlived by an ack or a new handle is dropped here, not searched for on ack.
       if (entry === undefined || entry.handle !== task.handle || entry.reviving || entry.visibleAt > now)
         continue;
-      if (entry.renew !== null && now < entry.renew.until && this.clientAlive(entry.renew.clientId)) {
+      if (this.#renewable(entry, now)) {
         entry.visibleAt = now + this.#config.defaultInvisibleTimeMills;
         this.#schedule(task.queue, entry);
         continue;
@@ -689,7 +748,8 @@ export class PopMessageProcessor {
         if (this.#revivesRunning === REVIVE_CONCURRENCY - 1) this.#armReviveTimer();
       });
     }
-    this.#armReviveTimer();
+    // At the limit, the next revive to finish re-arms the timer: re-arming now would spin.
+    if (this.#revivesRunning < REVIVE_CONCURRENCY) this.#armReviveTimer();
   }
 
   /** Writes the message to the retry topic (or, past its last attempt, the DLQ); then it is done here. */
@@ -712,9 +772,9 @@ export class PopMessageProcessor {
       return;
     }
     // Not written: it stays in flight (so the group's offset stays before it) and is tried again.
+    // Its invisible time stays over: the handle the client lost does not come back to life.
     entry.reviving = false;
-    entry.visibleAt = Date.now() + REVIVE_RETRY_DELAY_MS;
-    this.#schedule(queue, entry);
+    this.#schedule(queue, entry, Date.now() + REVIVE_RETRY_DELAY_MS);
   }
 
   /** Writes a copy of the in-flight message to the retry topic or the DLQ; true once it is stored. */
@@ -733,7 +793,9 @@ export class PopMessageProcessor {
       );
       return true;
     }
-    const originTopic = message.properties[MessageConst.PROPERTY_RETRY_TOPIC] ?? queue.originTopic;
+    // The queue knows: a message read from a DLQ carries the RETRY_TOPIC of its first life, which
+    // is not where this group's retries of it belong.
+    const originTopic = queue.originTopic;
     const properties: Record<string, string> = { ...message.properties };
     properties[MessageConst.PROPERTY_RETRY_TOPIC] = originTopic;
     properties[MessageConst.PROPERTY_ORIGIN_MESSAGE_ID] ??= message.msgId;
@@ -745,7 +807,7 @@ export class PopMessageProcessor {
       if (uniqKey !== undefined) properties[MessageConst.PROPERTY_DLQ_ORIGIN_MESSAGE_ID] = uniqKey;
     } else {
       topic = popRetryTopic(queue.group, originTopic);
-      this.#retryOrigin.set(topic, originTopic);
+      this.#noteRetryTopic(topic, originTopic);
     }
     const copy: Message = {
       topic,
