@@ -18,6 +18,7 @@ import {
   PopMessageProcessor,
   type PoppedMessage,
 } from './pop/pop-message-processor.js';
+import { selectQueueForMessageGroup } from './queue-selector.js';
 import {
   DEFAULT_RETRY_MAX_TIMES,
   type SubscriptionGroupConfig,
@@ -165,6 +166,8 @@ export interface ReceiveMessageInput {
   readonly filterExpression?: { readonly type: 'TAG' | 'SQL92'; readonly expression: string };
   /** How long to wait for a message (ms), already bounded by the caller's deadline. */
   readonly pollTimeMs: number;
+  /** The queue a FIFO group's consumer was assigned (-1 or absent: every queue of the topic). */
+  readonly queueId?: number;
   readonly signal?: AbortSignal;
 }
 
@@ -302,16 +305,26 @@ export class BrokerController {
     if (!isWriteable(topic.perm) || topic.writeQueueNums <= 0) {
       return rejected(fail('FORBIDDEN', `topic ${input.topic} is not writeable`));
     }
-    if (input.messageType !== 'NORMAL') {
+    if (input.messageType !== 'NORMAL' && input.messageType !== 'FIFO') {
       return rejected(
         fail(
           'UNSUPPORTED',
-          `${input.messageType} messages are not supported by this broker yet; send NORMAL messages`,
+          `${input.messageType} messages are not supported by this broker yet; send NORMAL or FIFO messages`,
         ),
       );
     }
-    const queueId = this.#selectQueue(topic);
+    const group = input.messageGroup;
+    if (input.messageType === 'FIFO' && group === undefined) {
+      return rejected(fail('ILLEGAL_MESSAGE_GROUP', 'a FIFO message needs a message group'));
+    }
+    // A message group always lands on the same queue (the proxy's consistent hash), which is
+    // what keeps its messages in order.
+    const queueId =
+      group === undefined
+        ? this.#selectQueue(topic)
+        : selectQueueForMessageGroup(group, topic.writeQueueNums);
     const properties: Record<string, string> = { ...input.userProperties };
+    if (group !== undefined) properties[MessageConst.PROPERTY_SHARDING_KEY] = group;
     properties[MessageConst.PROPERTY_UNIQ_CLIENT_MESSAGE_ID_KEYIDX] = input.messageId;
     if (input.bornHostName !== undefined && input.bornHostName !== '') {
       properties[MessageConst.PROPERTY_BORN_HOST] = input.bornHostName;
@@ -386,14 +399,6 @@ export class BrokerController {
     if (!isReadable(topic.config.perm) || topic.config.readQueueNums <= 0) {
       return refused(fail('FORBIDDEN', `topic ${input.topic} has no readable queue`));
     }
-    if (group.config.consumeMessageOrderly) {
-      return refused(
-        fail(
-          'UNSUPPORTED',
-          `consumer group ${input.group} is a FIFO group; FIFO consumption is not supported yet`,
-        ),
-      );
-    }
     const autoRenew = input.autoRenewClientId !== undefined;
     const invisibleTimeMs = autoRenew ? this.config.defaultInvisibleTimeMills : (input.invisibleTimeMs ?? 0);
     if (
@@ -428,6 +433,8 @@ export class BrokerController {
       maxMsgNums,
       invisibleTimeMs,
       tags,
+      fifo: group.config.consumeMessageOrderly,
+      ...(input.queueId === undefined ? {} : { queueId: input.queueId }),
       pollTimeMs: Math.max(0, Math.min(input.pollTimeMs, POLLING_TIME_MAX_MS)),
       ...(input.autoRenewClientId === undefined ? {} : { autoRenewClientId: input.autoRenewClientId }),
       ...(input.signal === undefined ? {} : { signal: input.signal }),

@@ -128,6 +128,16 @@ export function createMessagingService(options: MessagingServiceOptions): {
       if (!isReadable(found.config.perm) || found.config.readQueueNums <= 0) {
         return { status: status('FORBIDDEN', `topic ${found.config.topicName} has no readable queue`) };
       }
+      const group = broker.findSubscriptionGroup(request.group?.name ?? '');
+      if ('status' in group) return { status: fromBroker(group.status) };
+      if (group.config.consumeMessageOrderly) {
+        // A FIFO group consumes each queue on its own, in order: one assignment per queue.
+        const assignments = [];
+        for (let id = 0; id < found.config.readQueueNums; id++) {
+          assignments.push({ message_queue: queueOf(found.config, id, 'READ_WRITE') });
+        }
+        return { status: status('OK'), assignments };
+      }
       // A standard group pops every queue of the broker at once: one assignment, queue id -1.
       return {
         status: status('OK'),
@@ -245,6 +255,9 @@ export function createMessagingService(options: MessagingServiceOptions): {
       .receiveMessage({
         group: request.group?.name ?? '',
         topic: request.message_queue?.topic?.name ?? '',
+        // The queue id is not honoured, as in the proxy: the Node client names queue 0 whatever
+        // it was assigned (rocketmq-clients#1093), and a FIFO queue is blocked while any of its
+        // messages is in flight, so popping every queue keeps each one in order.
         maxMsgNums: request.batch_size ?? 0,
         ...(request.auto_renew === true
           ? { autoRenewClientId: context.clientId }

@@ -143,8 +143,18 @@ describe('SendMessage: bad input gets the proxy status code, and the broker keep
         'MESSAGE_PROPERTIES_TOO_LARGE',
       ],
       [
-        'a FIFO message (not yet supported)',
-        [message({}, { message_type: 'FIFO', message_group: 'g' })],
+        'a FIFO message without a message group',
+        [message({}, { message_type: 'FIFO' })],
+        'ILLEGAL_MESSAGE_GROUP',
+      ],
+      [
+        'a message group of 64 bytes',
+        [message({}, { message_type: 'FIFO', message_group: 'g'.repeat(64) })],
+        'ILLEGAL_MESSAGE_GROUP',
+      ],
+      [
+        'a transactional message (not yet supported)',
+        [message({}, { message_type: 'TRANSACTION' })],
         'UNSUPPORTED',
       ],
     ];

@@ -1,3 +1,4 @@
+import { createRequire } from 'node:module';
 import {
   ConsumeResult,
   type MessageView,
@@ -11,6 +12,15 @@ import { quietClientLogger, type RunningBroker } from './broker-harness.js';
  * Official clients (`rocketmq-client-nodejs`) for end-to-end tests, shut down before the broker
  * they talk to.
  */
+
+// The client's consume services (standard and FIFO) each open a file logger of their own
+// (egg-logger, under $HOME/logs) whose 1 s flush interval is never cleared, so a process that
+// used a PushConsumer never exits; the FIFO one keeps it in a private field. They fetch it
+// through this module's export at construction: hand them a quiet logger instead.
+const clientLoggerModule = createRequire(import.meta.url)('rocketmq-client-nodejs/dist/client/Logger.js') as {
+  getDefaultLogger: () => unknown;
+};
+clientLoggerModule.getDefaultLogger = () => quietClientLogger;
 
 export async function producer(running: Pick<RunningBroker, 'endpoints' | 'closeFirst'>): Promise<Producer> {
   const p = new Producer({ endpoints: running.endpoints, namespace: '', logger: quietClientLogger });

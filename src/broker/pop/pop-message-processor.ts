@@ -105,6 +105,14 @@ export interface PopRequest {
   readonly autoRenewClientId?: string;
   /** Stops waiting; messages popped after the abort are given back, no attempt counted. */
   readonly signal?: AbortSignal;
+  /**
+   * A FIFO group (RocketMQ's `consumeMessageOrderly`): a queue is blocked while any message
+   * popped from it is in flight, and what comes back is delivered again from the same offset, in
+   * the same order, with one more attempt; no retry topic.
+   */
+  readonly fifo?: boolean;
+  /** Only this queue of the topic (a FIFO push consumer's assignment); default all. */
+  readonly queueId?: number;
 }
 
 export interface PoppedMessage {
@@ -147,6 +155,9 @@ class PopQueue {
   initialized = false;
   readonly inflight = new Map<number, InflightEntry>();
   readonly done = new Set<number>();
+  /** FIFO: deliveries that came back so far, by offset (what a retry topic counts otherwise). */
+  readonly fifoAttempts = new Map<number, number>();
+  fifo = false;
   #tail: Promise<unknown> = Promise.resolve();
 
   constructor(
@@ -302,13 +313,21 @@ export class PopMessageProcessor {
 
   /** Called by the store after dispatch made new messages of a queue readable. */
   onMessageArriving(topic: string): void {
-    for (const origin of this.#retryOrigin.get(topic) ?? [topic]) {
-      this.#arrivals.set(origin, (this.#arrivals.get(origin) ?? 0) + 1);
-      const pollers = this.#pollers.get(origin);
-      if (pollers === undefined) continue;
-      this.#pollers.delete(origin);
-      for (const wake of pollers) wake();
-    }
+    for (const origin of this.#retryOrigin.get(topic) ?? [topic]) this.#wake(origin);
+  }
+
+  /** Pollers of `topic` look again (a message arrived, or a FIFO queue was unblocked). */
+  #wake(topic: string): void {
+    this.#arrivals.set(topic, (this.#arrivals.get(topic) ?? 0) + 1);
+    const pollers = this.#pollers.get(topic);
+    if (pollers === undefined) return;
+    this.#pollers.delete(topic);
+    for (const wake of pollers) wake();
+  }
+
+  /** A FIFO queue with nothing in flight any more takes pops again: tell its pollers. */
+  #unblocked(queue: PopQueue): void {
+    if (queue.fifo && queue.inflight.size === 0) this.#wake(queue.originTopic);
   }
 
   #noteRetryTopic(retryTopic: string, originTopic: string): void {
@@ -350,6 +369,7 @@ export class PopMessageProcessor {
     const { queue, entry } = found.ok;
     queue.inflight.delete(entry.offset);
     this.#markDone(queue, entry.offset);
+    this.#unblocked(queue);
     return { ok: true };
   }
 
@@ -401,6 +421,7 @@ export class PopMessageProcessor {
     if (queue.inflight.get(entry.offset) === entry) {
       queue.inflight.delete(entry.offset);
       this.#markDone(queue, entry.offset);
+      this.#unblocked(queue);
     }
     return { ok: true };
   }
@@ -450,6 +471,7 @@ export class PopMessageProcessor {
 
   async #popOnce(request: PopRequest): Promise<PoppedMessage[]> {
     const queues = this.#queuesOf(request);
+    if (queues.length === 0) return [];
     const turnKey = `${request.group}\u0000${request.topic}`;
     const start = this.#nextQueue.get(turnKey) ?? 0;
     this.#nextQueue.set(turnKey, (start + 1) % queues.length);
@@ -463,11 +485,19 @@ export class PopMessageProcessor {
   }
 
   #queuesOf(request: PopRequest): PopQueue[] {
-    const retryTopic = popRetryTopic(request.group, request.topic);
-    this.#noteRetryTopic(retryTopic, request.topic);
-    const queues = [this.#queue(request.group, retryTopic, request.topic, 0)];
+    const fifo = request.fifo === true;
+    const queues: PopQueue[] = [];
+    if (!fifo) {
+      const retryTopic = popRetryTopic(request.group, request.topic);
+      this.#noteRetryTopic(retryTopic, request.topic);
+      queues.push(this.#queue(request.group, retryTopic, request.topic, 0));
+    }
+    const only = request.queueId;
     for (let id = 0; id < request.readQueueNums; id++) {
-      queues.push(this.#queue(request.group, request.topic, request.topic, id));
+      if (only !== undefined && only >= 0 && only !== id) continue;
+      const queue = this.#queue(request.group, request.topic, request.topic, id);
+      queue.fifo = fifo;
+      queues.push(queue);
     }
     return queues;
   }
@@ -484,6 +514,8 @@ export class PopMessageProcessor {
 
   async #popQueue(queue: PopQueue, need: number, request: PopRequest): Promise<PoppedMessage[]> {
     if (this.#closed) return [];
+    // A FIFO queue gives nothing while anything popped from it is in flight.
+    if (queue.fifo && queue.inflight.size > 0) return [];
     if (!queue.initialized) {
       // Where the group left off; a group new to the queue starts at its earliest message.
       const stored = this.#offsets.queryOffset(queue.group, queue.physicalTopic, queue.queueId);
@@ -560,6 +592,9 @@ export class PopMessageProcessor {
         queue.done.add(message.queueOffset);
         continue;
       }
+      // A FIFO queue read again from its committed offset: what was acked stays consumed.
+      if (queue.done.has(message.queueOffset)) continue;
+      const reconsumeTimes = message.reconsumeTimes + (queue.fifoAttempts.get(message.queueOffset) ?? 0);
       const renew =
         request.autoRenewClientId === undefined
           ? null
@@ -567,7 +602,7 @@ export class PopMessageProcessor {
       const entry: InflightEntry = {
         offset: message.queueOffset,
         commitLogOffset: message.commitLogOffset,
-        reconsumeTimes: message.reconsumeTimes,
+        reconsumeTimes,
         handle: '',
         visibleAt: now + request.invisibleTimeMs,
         renew,
@@ -575,7 +610,7 @@ export class PopMessageProcessor {
         reviving: false,
       };
       queue.inflight.set(entry.offset, entry);
-      if (message.reconsumeTimes >= maxAttempts) {
+      if (reconsumeTimes >= maxAttempts) {
         // The group's attempts were lowered since it was written back: straight to the DLQ.
         entry.reviving = true;
         toDeadLetter.push(entry);
@@ -587,7 +622,7 @@ export class PopMessageProcessor {
         message,
         topic: queue.originTopic,
         receiptHandle: entry.handle,
-        deliveryAttempt: message.reconsumeTimes + 1,
+        deliveryAttempt: reconsumeTimes + 1,
         invisibleTimeMs: request.invisibleTimeMs,
       });
     }
@@ -620,7 +655,10 @@ export class PopMessageProcessor {
   /** Moves `committed` over every done offset and records it as the group's consumer offset. */
   #advance(queue: PopQueue): void {
     const before = queue.committed;
-    while (queue.done.delete(queue.committed)) queue.committed++;
+    while (queue.done.delete(queue.committed)) {
+      if (queue.fifo) queue.fifoAttempts.delete(queue.committed);
+      queue.committed++;
+    }
     assert.ok(
       queue.committed <= queue.readPointer,
       `committed ${queue.committed} passed the read pointer ${queue.readPointer}`,
@@ -756,6 +794,20 @@ export class PopMessageProcessor {
   async #revive(queue: PopQueue, entry: InflightEntry): Promise<void> {
     const reconsumeTimes = entry.reconsumeTimes + (entry.countAttempt ? 1 : 0);
     const toDeadLetter = reconsumeTimes >= this.#maxAttemptsOf(queue.group);
+    if (queue.fifo && !toDeadLetter) {
+      // FIFO: no retry topic. The queue is read again from its committed offset once nothing of
+      // it is in flight, so the same messages come back in the same order.
+      if (queue.inflight.get(entry.offset) !== entry) return;
+      // All synchronous: a pop of this queue can start as soon as the last entry is gone.
+      queue.inflight.delete(entry.offset);
+      const before = queue.fifoAttempts.get(entry.offset) ?? 0;
+      queue.fifoAttempts.set(entry.offset, before + (entry.countAttempt ? 1 : 0));
+      if (queue.inflight.size === 0) {
+        queue.readPointer = queue.committed;
+        this.#unblocked(queue);
+      }
+      return;
+    }
     let moved = false;
     try {
       moved = await this.#writeBack(queue, entry, reconsumeTimes, toDeadLetter);
@@ -769,6 +821,7 @@ export class PopMessageProcessor {
     if (moved) {
       queue.inflight.delete(entry.offset);
       this.#markDone(queue, entry.offset);
+      this.#unblocked(queue);
       return;
     }
     // Not written: it stays in flight (so the group's offset stays before it) and is tried again.
