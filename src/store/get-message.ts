@@ -169,11 +169,19 @@ async function readMessages(
   }
   const messages: MessageExt[] = [];
   let skippedDamaged = 0;
-  for (const run of readRuns(candidates, config.mappedFileSizeCommitLog)) {
+  const runs = [...readRuns(candidates, config.mappedFileSizeCommitLog)];
+  for (let r = 0; r < runs.length; r++) {
+    const run = runs[r] as Candidate[];
     const first = run[0] as Candidate;
     const last = run.at(-1) as Candidate;
     const span = last.unit.commitLogOffset + last.unit.size - first.unit.commitLogOffset;
     const bytes = await ctx.commitLog.readRange(first.unit.commitLogOffset, span);
+    if (bytes === null && run.length > 1) {
+      // One damaged unit (one pointing past the end of the log, say) must not cost its
+      // neighbours their read: each is read on its own, where only the damaged one fails.
+      runs.splice(r + 1, 0, ...run.map((candidate) => [candidate]));
+      continue;
+    }
     for (const candidate of run) {
       const position = candidate.unit.commitLogOffset - first.unit.commitLogOffset;
       const message =
@@ -236,7 +244,8 @@ function* readRuns(candidates: readonly Candidate[], segmentBytes: number): Gene
       commitLogOffset >= runEnd &&
       commitLogOffset - runEnd <= READ_GAP_MAX_BYTES &&
       commitLogOffset + size - runStart <= READ_SPAN_MAX_BYTES &&
-      Math.floor(commitLogOffset / segmentBytes) === Math.floor(runStart / segmentBytes);
+      // The whole unit in the run's segment (a damaged unit's size can reach past it).
+      Math.floor((commitLogOffset + size - 1) / segmentBytes) === Math.floor(runStart / segmentBytes);
     if (!joins && run.length > 0) {
       yield run;
       run = [];

@@ -1470,10 +1470,21 @@ describe('corrupt input: consume queues longer than the commit log supports', ()
       const store = await openOk(t, copy, context);
       assertChangedOnly(before, copy.root, [cqPath(topic, queueId)], context);
       const readBack = await readEverything(store, fixture.written, context);
-      assert.equal(readBack.skippedDamaged, 1, why(`${context}: the unit's target fails its checks`));
+      // After a crash, recovery checks every unit written since the queues' last flush: when the
+      // victim is among them (records stored in the last flush's millisecond), the queue is
+      // rebuilt from it and the message is served. Otherwise the read path skips it.
+      const repaired = store
+        .getRecoveryReport()
+        .consumeQueues.queuesTailRepaired.includes(`${topic}/${queueId}`);
+      assert.ok(!repaired || mode === 'crash', why(`${context}: only a crash recovery checks past the tail`));
+      assert.equal(
+        readBack.skippedDamaged,
+        repaired ? 0 : 1,
+        why(`${context}: the unit's target fails its checks${repaired ? ', unless recovery rebuilt it' : ''}`),
+      );
       assertServedExactly(
         readBack,
-        fixture.written.filter((w) => w !== victim),
+        repaired ? fixture.written : fixture.written.filter((w) => w !== victim),
         context,
       );
       assertQueueMax(store, nextOffsets(fixture.written), context);

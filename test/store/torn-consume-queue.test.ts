@@ -57,14 +57,14 @@ async function readAll(store: MessageStore, tags?: string[]): Promise<{ bodies: 
   return { bodies, damaged };
 }
 
-const expected = Array.from({ length: MESSAGES }, (_, i) => `m${i}`);
+const expected = Array.from({ length: Math.max(MESSAGES, 40) }, (_, i) => `m${i}`);
 
 describe('recovery finds a consume queue unit torn before the last few', () => {
   it(`a unit whose commit log offset reverted to zeros (${MESSAGES - TORN_UNIT} units before the end)`, async (t) => {
     const store = await storeWithTornUnit(t, (unit) => unit.fill(0, 0, 8));
     const { bodies, damaged } = await readAll(store);
     assert.equal(damaged, 0, 'no unit points at a record that fails its checks');
-    assert.deepEqual(bodies, expected);
+    assert.deepEqual(bodies, expected.slice(0, MESSAGES));
   });
 
   it('a unit whose tags code reverted to zeros: the message still passes its tag filter', async (t) => {
@@ -72,7 +72,7 @@ describe('recovery finds a consume queue unit torn before the last few', () => {
     assert.deepEqual(store.getRecoveryReport().consumeQueues.queuesTailRepaired, [`${TOPIC}/0`]);
     const { bodies, damaged } = await readAll(store, ['a']);
     assert.equal(damaged, 0);
-    assert.deepEqual(bodies, expected, 'every message tagged a is read with the filter a');
+    assert.deepEqual(bodies, expected.slice(0, MESSAGES), 'every message tagged a is read with the filter a');
   });
 });
 
@@ -96,5 +96,36 @@ describe('the checkpoint vouches only for consume queue units that were flushed'
     const page = fs.readFileSync(path.join(root, 'checkpoint'));
     assert.ok(page.readBigInt64BE(0) > 0n, 'the commit log timestamp was written');
     assert.equal(page.readBigInt64BE(8), 0n, 'logicsMsgTimestamp stays 0 until the queues are flushed');
+  });
+});
+
+describe('a damaged unit costs only its own message', () => {
+  it('a unit whose size reaches past its segment: its neighbours in the same read are still served', async (t) => {
+    const root = tempDir(t);
+    const config = { storePathRootDir: root, mappedFileSizeCommitLog: 4096 };
+    const store = await MessageStore.open(config, { logger: silentLogger });
+    for (let i = 0; i < 40; i++) {
+      assert.equal(
+        (await store.putMessage({ topic: TOPIC, queueId: 0, body: Buffer.from(`m${i}`) })).status,
+        'PUT_OK',
+      );
+    }
+    const units = await store.getConsumeQueueUnits(TOPIC, 0, 0, 40);
+    await store.shutdown();
+    // The last unit of the first segment: make its size reach into the next one.
+    const victim = units.findLastIndex((u) => u.commitLogOffset < 4096);
+    assert.ok(victim > 0);
+    const cqFile = path.join(root, 'consumequeue', TOPIC, '0', '00000000000000000000');
+    const cq = fs.readFileSync(cqFile);
+    cq.writeInt32BE(4096, victim * UNIT_BYTES + 8);
+    fs.writeFileSync(cqFile, cq);
+    const reopened = await MessageStore.open(config, { logger: silentLogger });
+    t.after(() => reopened.shutdown());
+    const { bodies, damaged } = await readAll(reopened);
+    assert.equal(damaged, 1, 'only the damaged unit is skipped');
+    assert.deepEqual(
+      bodies,
+      expected.slice(0, 40).filter((_, i) => i !== victim),
+    );
   });
 });
