@@ -3,7 +3,9 @@ import {
   MessageStore,
   type MessageStoreConfigInput,
   type MessageStoreOptions,
+  PROPERTY_TIMER_DELIVER_MS,
   PutMessageStatus,
+  TIMER_TOPIC,
 } from '../store/index.js';
 import { ConsumerOffsetManager } from './consumer-offset-manager.js';
 import { BrokerError } from './errors.js';
@@ -25,6 +27,7 @@ import {
   SubscriptionGroupManager,
   validateGroupName,
 } from './subscription-group-manager.js';
+import { TimerMessageService } from './timer/timer-message-service.js';
 import {
   isReadable,
   isSystemTopic,
@@ -68,6 +71,8 @@ export interface BrokerConfig {
   readonly defaultInvisibleTimeMills: number;
   /** RocketMQ's `flushConsumerOffsetInterval`: how often consumer offsets are persisted (ms). */
   readonly flushConsumerOffsetInterval: number;
+  /** The proxy's `maxDelayTimeMills`: how far ahead a delivery timestamp may be (ms). */
+  readonly maxDelayTimeMills: number;
 }
 
 export const DEFAULT_BROKER_CONFIG: BrokerConfig = {
@@ -78,6 +83,7 @@ export const DEFAULT_BROKER_CONFIG: BrokerConfig = {
   minInvisibleTimeMillsForRecv: DEFAULT_MIN_INVISIBLE_TIME_MS,
   defaultInvisibleTimeMills: DEFAULT_AUTO_RENEW_INVISIBLE_TIME_MS,
   flushConsumerOffsetInterval: 5000,
+  maxDelayTimeMills: 24 * 60 * 60 * 1000,
 };
 
 /** Outcomes of broker calls, named as RocketMQ 5's codes. */
@@ -107,7 +113,8 @@ export type BrokerStatusCode =
   | 'MESSAGE_NOT_FOUND'
   | 'ILLEGAL_INVISIBLE_TIME'
   | 'ILLEGAL_FILTER_EXPRESSION'
-  | 'INVALID_RECEIPT_HANDLE';
+  | 'INVALID_RECEIPT_HANDLE'
+  | 'NOT_FOUND';
 
 export interface BrokerStatus {
   readonly code: BrokerStatusCode;
@@ -143,6 +150,8 @@ export interface SendResult {
   readonly messageId: string;
   readonly queueId: number;
   readonly queueOffset: number;
+  /** For a message due later: what RecallMessage takes to cancel it. */
+  readonly recallHandle?: string;
 }
 
 export interface BrokerOpenOptions {
@@ -183,6 +192,7 @@ export class BrokerController {
   readonly subscriptionGroupManager: SubscriptionGroupManager;
   readonly consumerOffsetManager: ConsumerOffsetManager;
   readonly popMessageProcessor: PopMessageProcessor;
+  readonly timerMessageService: TimerMessageService;
   readonly #logger: Logger | undefined;
   /** Round robin over a topic's write queues (the proxy's SendMessageQueueSelector). */
   readonly #nextQueue = new Map<string, number>();
@@ -216,6 +226,7 @@ export class BrokerController {
         (groups.findSubscriptionGroupConfig(group)?.retryMaxTimes ?? DEFAULT_RETRY_MAX_TIMES) + 1,
       ensureDeadLetterTopic: (group) => this.#ensureDeadLetterTopic(group),
     });
+    this.timerMessageService = new TimerMessageService({ store, offsets, logger });
     // RocketMQ persists consumer offsets on a timer: a crash loses at most this interval of
     // acks, and those messages are delivered again.
     this.#offsetFlushTimer = setInterval(() => this.#persistOffsets(), config.flushConsumerOffsetInterval);
@@ -233,6 +244,7 @@ export class BrokerController {
       ...(options.logger === undefined ? {} : { logger: options.logger }),
       onMessageArriving: (topic, queueId, maxOffset) => {
         options.storeOptions?.onMessageArriving?.(topic, queueId, maxOffset);
+        arrivals.broker?.timerMessageService.onMessageArriving(topic);
         arrivals.broker?.popMessageProcessor.onMessageArriving(topic);
       },
     };
@@ -254,6 +266,7 @@ export class BrokerController {
       offsets.load();
       const broker = new BrokerController(config, store, topics, groups, offsets, options.logger);
       arrivals.broker = broker;
+      await broker.timerMessageService.start();
       return broker;
     } catch (err) {
       await store.shutdown();
@@ -305,11 +318,24 @@ export class BrokerController {
     if (!isWriteable(topic.perm) || topic.writeQueueNums <= 0) {
       return rejected(fail('FORBIDDEN', `topic ${input.topic} is not writeable`));
     }
-    if (input.messageType !== 'NORMAL' && input.messageType !== 'FIFO') {
+    if (input.messageType !== 'NORMAL' && input.messageType !== 'FIFO' && input.messageType !== 'DELAY') {
       return rejected(
         fail(
           'UNSUPPORTED',
-          `${input.messageType} messages are not supported by this broker yet; send NORMAL or FIFO messages`,
+          `${input.messageType} messages are not supported by this broker yet; send NORMAL, FIFO or DELAY messages`,
+        ),
+      );
+    }
+    const due = input.deliveryTimestamp;
+    if (input.messageType === 'DELAY' && due === undefined) {
+      return rejected(fail('ILLEGAL_DELIVERY_TIME', 'a DELAY message needs a delivery timestamp'));
+    }
+    const now = Date.now();
+    if (due !== undefined && due - now > this.config.maxDelayTimeMills) {
+      return rejected(
+        fail(
+          'ILLEGAL_DELIVERY_TIME',
+          `the delivery timestamp is ${due - now} ms ahead, more than the ${this.config.maxDelayTimeMills} ms allowed`,
         ),
       );
     }
@@ -325,13 +351,20 @@ export class BrokerController {
         : selectQueueForMessageGroup(group, topic.writeQueueNums);
     const properties: Record<string, string> = { ...input.userProperties };
     if (group !== undefined) properties[MessageConst.PROPERTY_SHARDING_KEY] = group;
+    // A message due later waits in the timer topic, its real topic and queue in its properties.
+    const delayed = due !== undefined && due > now;
+    if (due !== undefined) properties[PROPERTY_TIMER_DELIVER_MS] = String(due);
+    if (delayed) {
+      properties[MessageConst.PROPERTY_REAL_TOPIC] = input.topic;
+      properties[MessageConst.PROPERTY_REAL_QUEUE_ID] = String(queueId);
+    }
     properties[MessageConst.PROPERTY_UNIQ_CLIENT_MESSAGE_ID_KEYIDX] = input.messageId;
     if (input.bornHostName !== undefined && input.bornHostName !== '') {
       properties[MessageConst.PROPERTY_BORN_HOST] = input.bornHostName;
     }
     const result = await this.store.putMessage({
-      topic: input.topic,
-      queueId,
+      topic: delayed ? TIMER_TOPIC : input.topic,
+      queueId: delayed ? 0 : queueId,
       body: input.body,
       ...(input.tag === undefined ? {} : { tags: input.tag }),
       ...(input.keys === undefined || input.keys.length === 0 ? {} : { keys: input.keys }),
@@ -345,6 +378,17 @@ export class BrokerController {
       messageId: input.messageId,
       queueId,
       queueOffset: appended?.queueOffset ?? -1,
+      ...(delayed && appended !== undefined && appended !== null && due !== undefined
+        ? {
+            recallHandle: encodeRecallHandle(
+              input.topic,
+              this.config.brokerName,
+              due,
+              appended.queueOffset,
+              input.messageId,
+            ),
+          }
+        : {}),
     });
     switch (result.status) {
       case PutMessageStatus.PUT_OK:
@@ -497,6 +541,30 @@ export class BrokerController {
     return 'problem' in outcome ? fail('INVALID_RECEIPT_HANDLE', outcome.message) : ok;
   }
 
+  /**
+   * The proxy's RecallMessage: cancels a message due later, before its time. NOT_FOUND when it
+   * was delivered already; BAD_REQUEST for a handle this broker did not issue for this topic.
+   */
+  async recallMessage(
+    topicName: string,
+    recallHandle: string,
+  ): Promise<{ readonly status: BrokerStatus; readonly messageId: string }> {
+    const handle = decodeRecallHandle(recallHandle);
+    if (handle === null || handle.topic !== topicName || handle.brokerName !== this.config.brokerName) {
+      return {
+        status: fail('BAD_REQUEST', 'the recall handle is not one this broker issued for this topic'),
+        messageId: '',
+      };
+    }
+    const recalled = await this.timerMessageService.recall(handle.timerOffset, handle.dueMs, handle.topic);
+    return recalled
+      ? { status: ok, messageId: handle.messageId }
+      : {
+          status: fail('NOT_FOUND', 'the message was delivered already, or was recalled before'),
+          messageId: handle.messageId,
+        };
+  }
+
   /** A client went away: messages it held under auto-renew are delivered to others now. */
   clientTerminated(clientId: string): void {
     const released = this.popMessageProcessor.releaseClient(clientId);
@@ -548,6 +616,7 @@ export class BrokerController {
     this.#shutdown ??= (async () => {
       clearInterval(this.#offsetFlushTimer);
       this.popMessageProcessor.shutdown();
+      this.timerMessageService.shutdown();
       try {
         this.consumerOffsetManager.persist();
       } finally {
@@ -556,6 +625,44 @@ export class BrokerController {
     })();
     return this.#shutdown;
   }
+}
+
+/**
+ * The recall handle of a message due later: URL-safe base64 of
+ * `v1 <topic> <brokerName> <due ms> <timer offset> <message id>` (the proxy's layout, with the
+ * timer offset the broker needs to find it). Clients treat it as opaque.
+ */
+function encodeRecallHandle(
+  topic: string,
+  brokerName: string,
+  dueMs: number,
+  timerOffset: number,
+  messageId: string,
+): string {
+  return Buffer.from(`v1 ${topic} ${brokerName} ${dueMs} ${timerOffset} ${messageId}`).toString('base64url');
+}
+
+function decodeRecallHandle(text: string): {
+  topic: string;
+  brokerName: string;
+  dueMs: number;
+  timerOffset: number;
+  messageId: string;
+} | null {
+  const fields = Buffer.from(text, 'base64url').toString('utf8').split(' ');
+  if (fields.length !== 6 || fields[0] !== 'v1') return null;
+  const [, topic, brokerName, due, offset, messageId] = fields as [
+    string,
+    string,
+    string,
+    string,
+    string,
+    string,
+  ];
+  const dueMs = Number(due);
+  const timerOffset = Number(offset);
+  if (!Number.isSafeInteger(dueMs) || !Number.isSafeInteger(timerOffset) || timerOffset < 0) return null;
+  return { topic, brokerName, dueMs, timerOffset, messageId };
 }
 
 /** `*` or blank: every tag (null); otherwise the tags of `a || b || c`, trimmed. */
@@ -582,6 +689,7 @@ function checkBrokerConfig(config: BrokerConfig): void {
   wholeMs('minInvisibleTimeMillsForRecv', 0);
   wholeMs('defaultInvisibleTimeMills', 1);
   wholeMs('flushConsumerOffsetInterval', 1);
+  wholeMs('maxDelayTimeMills', 0);
   wholeMs('defaultTopicQueueNums', 1);
 }
 

@@ -9,7 +9,7 @@ import {
   RESERVED_PROPERTY_KEYS,
   type TopicConfig,
 } from '../broker/index.js';
-import type { Logger } from '../store/index.js';
+import { type Logger, PROPERTY_TIMER_DELIVER_MS } from '../store/index.js';
 import {
   type Code,
   type Duration,
@@ -181,7 +181,7 @@ export function createMessagingService(options: MessagingServiceOptions): {
           message_id: result.messageId,
           transaction_id: result.messageId,
           offset: result.queueOffset,
-          recall_handle: '',
+          recall_handle: result.recallHandle ?? '',
         });
       }
       return { status: summarize(entries.map((e) => e.status)), entries };
@@ -334,18 +334,19 @@ export function createMessagingService(options: MessagingServiceOptions): {
 
   // Not served yet: a clear UNSUPPORTED in the response, never a gRPC UNIMPLEMENTED the client
   // would retry as an internal error.
-  for (const name of [
-    'EndTransaction',
-    'RecallMessage',
-    'UpdateOffset',
-    'GetOffset',
-    'QueryOffset',
-    'SyncLiteSubscription',
-  ]) {
+  for (const name of ['EndTransaction', 'UpdateOffset', 'GetOffset', 'QueryOffset', 'SyncLiteSubscription']) {
     implementation[name] = unary(name, () => ({
       status: status('UNSUPPORTED', `${name} is not supported by this broker yet`),
     }));
   }
+  implementation.RecallMessage = unary(
+    'RecallMessage',
+    async (request: { topic?: Resource; recall_handle?: string }) => {
+      const result = await broker.recallMessage(request.topic?.name ?? '', request.recall_handle ?? '');
+      return { status: fromBroker(result.status), message_id: result.messageId };
+    },
+  );
+
   implementation.PullMessage = (call: grpc.ServerWritableStream<unknown, unknown>) => {
     call.write({ status: status('UNSUPPORTED', 'PullMessage is not supported by this broker yet') });
     call.write({ delivery_timestamp: timestampOf(Date.now()) });
@@ -386,6 +387,8 @@ function deliveredMessage(popped: PoppedMessage): ProtoMessage {
   }
   const keys = (message.keys ?? '').split(' ').filter((k) => k !== '');
   const messageGroup = properties[MessageConst.PROPERTY_SHARDING_KEY];
+  const due = Number(properties[PROPERTY_TIMER_DELIVER_MS]);
+  const delay = Number.isSafeInteger(due) && due > 0;
   const traceContext = properties[MessageConst.PROPERTY_TRACE_CONTEXT];
   const bornHost = properties[MessageConst.PROPERTY_BORN_HOST] ?? message.bornHost.replace(/:\d+$/, '');
   const system: SystemProperties = {
@@ -398,7 +401,8 @@ function deliveredMessage(popped: PoppedMessage): ProtoMessage {
       checksum: crypto.createHash('md5').update(message.body).digest('hex').toUpperCase(),
     },
     body_encoding: (message.sysFlag & COMPRESSED_FLAG) !== 0 ? 'GZIP' : 'IDENTITY',
-    message_type: messageGroup === undefined ? 'NORMAL' : 'FIFO',
+    message_type: messageGroup !== undefined ? 'FIFO' : delay ? 'DELAY' : 'NORMAL',
+    ...(delay ? { delivery_timestamp: timestampOf(due) } : {}),
     born_timestamp: timestampOf(message.bornTimestamp),
     born_host: bornHost,
     store_timestamp: timestampOf(message.storeTimestamp),

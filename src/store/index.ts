@@ -16,6 +16,7 @@ export type { Logger } from './logger.js';
 export { silentLogger } from './logger.js';
 export type { BatchMessageItem, Message, MessageBatch, MessageExt } from './message/message.js';
 export { decodeOffsetMessageId } from './message/message-id.js';
+export { PROPERTY_TIMER_DELIVER_MS, TIMER_TOPIC } from './message/tags-code.js';
 export type { MessageStoreOptions, RecoveryReport } from './message-store.js';
 export { MessageStore } from './message-store.js';
 export type { MessageArrivingListener } from './reput/reput-message-service.js';

@@ -6,6 +6,7 @@ import {
   type MessageStoreConfig,
   type MessageStoreConfigInput,
 } from './config/message-store-config.js';
+import type { ConsumeQueueUnit } from './consumequeue/consume-queue.js';
 import { ConsumeQueueStore, FlushConsumeQueueService } from './consumequeue/consume-queue-store.js';
 import { errnoCode, StoreError } from './errors.js';
 import {
@@ -363,6 +364,25 @@ export class MessageStore {
       );
     }
     return getMessage(this.#readContext, topic, queueId, offset, maxMsgNums, options);
+  }
+
+  /**
+   * Up to `count` readable consume queue units of a queue from queue offset `offset` (fewer at
+   * its end; none for no such queue): commit log offset, size and tags code, without reading
+   * the records. The broker's timer rebuilds its schedule from these.
+   */
+  async getConsumeQueueUnits(
+    topic: string,
+    queueId: number,
+    offset: number,
+    count: number,
+  ): Promise<ConsumeQueueUnit[]> {
+    checkQueueArguments(topic, queueId);
+    const queue = this.#consumeQueues.find(topic, queueId);
+    if (queue === null) return [];
+    const from = Math.max(offset, queue.getMinOffsetInQueue());
+    const n = Math.min(count, queue.getMaxOffsetInQueue() - from);
+    return n > 0 ? queue.getUnits(from, n) : [];
   }
 
   /** The first readable queue offset of a queue; -1 when there is no such queue (RocketMQ). */

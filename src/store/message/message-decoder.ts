@@ -1,7 +1,6 @@
 import zlib from 'node:zlib';
 import { decodeHost } from './host.js';
 import { readInt64BE } from './int64.js';
-import { tagsString2tagsCode } from './java-hash.js';
 import type { MessageExt } from './message.js';
 import {
   BLANK_MAGIC_CODE,
@@ -17,6 +16,7 @@ import {
 } from './message-format.js';
 import { offsetMessageIdFromBytes } from './message-id.js';
 import { MessageConst, string2messageProperties } from './message-properties.js';
+import { consumeQueueTagsCode, PROPERTY_TIMER_DELIVER_MS, TIMER_TOPIC } from './tags-code.js';
 
 /**
  * Reading records back: RocketMQ's `CommitLog.checkMessageAndReturnSize` (recovery, dispatch) and
@@ -363,6 +363,7 @@ function zeroSectorInside(
 }
 
 const TAGS_NAME = Buffer.from(MessageConst.PROPERTY_TAGS, 'latin1');
+const TIMER_DELIVER_MS_NAME = Buffer.from(PROPERTY_TIMER_DELIVER_MS, 'latin1');
 const NAME_VALUE_SEPARATOR_BYTE = 0x01;
 const PROPERTY_SEPARATOR_BYTE = 0x02;
 
@@ -373,7 +374,11 @@ const PROPERTY_SEPARATOR_BYTE = 0x02;
  */
 export function tagsCodeOf(buf: Buffer, header: RecordHeader): number {
   const tags = propertyValueOf(buf, header.propertiesOffset, header.propertiesLength, TAGS_NAME);
-  return tagsString2tagsCode(tags);
+  const timerDeliverMs =
+    header.topic === TIMER_TOPIC
+      ? propertyValueOf(buf, header.propertiesOffset, header.propertiesLength, TIMER_DELIVER_MS_NAME)
+      : undefined;
+  return consumeQueueTagsCode(header.topic, tags, timerDeliverMs);
 }
 
 function propertyValueOf(buf: Buffer, offset: number, length: number, name: Buffer): string | undefined {
@@ -428,7 +433,11 @@ export function checkMessageAndReturnSize(
     sysFlag: scratch.sysFlag,
     storeTimestamp: scratch.storeTimestamp,
     bornTimestamp: readInt64BE(buf, scratch.bornTimestampOffset),
-    tagsCode: tagsString2tagsCode(properties[MessageConst.PROPERTY_TAGS]),
+    tagsCode: consumeQueueTagsCode(
+      scratch.topic,
+      properties[MessageConst.PROPERTY_TAGS],
+      properties[PROPERTY_TIMER_DELIVER_MS],
+    ),
     keys: properties[MessageConst.PROPERTY_KEYS],
     uniqKey: properties[MessageConst.PROPERTY_UNIQ_CLIENT_MESSAGE_ID_KEYIDX],
     preparedTransactionOffset: readInt64BE(buf, scratch.preparedTransactionOffsetOffset),

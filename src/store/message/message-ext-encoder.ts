@@ -27,6 +27,7 @@ import {
   PROPERTY_SEPARATOR,
 } from './message-properties.js';
 import { getTransactionValue, MessageSysFlag } from './message-sys-flag.js';
+import { consumeQueueTagsCode, PROPERTY_TIMER_DELIVER_MS } from './tags-code.js';
 
 /**
  * RocketMQ's `MessageExtEncoder`, split in two because Node has no put lock to encode under:
@@ -170,6 +171,8 @@ function isBody(value: unknown): value is Uint8Array {
  * in the same synchronous encode, to give the record its tags code without parsing it back.
  */
 let builtTags: string | undefined;
+/** The TIMER_DELIVER_MS value the last `buildProperties` call wrote (undefined for none), likewise. */
+let builtTimerDeliverMs: string | undefined;
 
 /** Builds the properties string: user properties first, then TAGS and KEYS from their fields. */
 function buildProperties(
@@ -179,6 +182,7 @@ function buildProperties(
   extra: readonly (readonly [string, string])[],
 ): string | EncodeRejection {
   builtTags = undefined;
+  builtTimerDeliverMs = undefined;
   if (userProperties === undefined && tags === undefined && keysValue === undefined && extra.length === 0) {
     return '';
   }
@@ -210,6 +214,7 @@ function buildProperties(
     if (problem !== null) return reject(PutMessageStatus.MESSAGE_ILLEGAL, problem);
   }
   builtTags = pairs.get(MessageConst.PROPERTY_TAGS);
+  builtTimerDeliverMs = pairs.get(PROPERTY_TIMER_DELIVER_MS);
   return messageProperties2String(pairs);
 }
 
@@ -368,7 +373,7 @@ function buildRecord(
   reconsumeTimes: number,
   preparedTransactionOffset: number,
   properties: string,
-  tags: string | undefined,
+  tagsCode: number,
   waitStoreMsgOK: boolean,
   config: EncoderConfig,
 ): EncodedRecordObject | EncodeRejection {
@@ -425,7 +430,7 @@ function buildRecord(
     config.enabledAppendPropCRC,
     msgLength,
     waitStoreMsgOK,
-    tagsString2tagsCode(tags),
+    tagsCode,
   );
 }
 
@@ -492,7 +497,7 @@ export function encodeMessage(
     reconsumeTimes,
     preparedTransactionOffset,
     properties,
-    builtTags,
+    consumeQueueTagsCode(topic, builtTags, builtTimerDeliverMs),
     waitStoreMsgOK,
     config,
   );
@@ -573,7 +578,7 @@ export function encodeBatch(
       0,
       0,
       item.properties,
-      item.tags,
+      tagsString2tagsCode(item.tags),
       waitStoreMsgOK,
       config,
     );
