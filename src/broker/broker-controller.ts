@@ -38,6 +38,7 @@ import {
   TopicConfigManager,
   validateTopicName,
 } from './topic-config-manager.js';
+import { TransactionalMessageService } from './transaction/transactional-message-service.js';
 
 /**
  * The broker over one message store: topics, groups and consumer offsets (persisted next to the
@@ -73,6 +74,12 @@ export interface BrokerConfig {
   readonly flushConsumerOffsetInterval: number;
   /** The proxy's `maxDelayTimeMills`: how far ahead a delivery timestamp may be (ms). */
   readonly maxDelayTimeMills: number;
+  /** RocketMQ's `transactionTimeOut`: an unresolved half message this old (ms) is checked. */
+  readonly transactionTimeout: number;
+  /** RocketMQ's `transactionCheckInterval` (ms). */
+  readonly transactionCheckInterval: number;
+  /** RocketMQ's `transactionCheckMax`: checks before an unresolved half message is discarded. */
+  readonly transactionCheckMax: number;
 }
 
 export const DEFAULT_BROKER_CONFIG: BrokerConfig = {
@@ -84,6 +91,9 @@ export const DEFAULT_BROKER_CONFIG: BrokerConfig = {
   defaultInvisibleTimeMills: DEFAULT_AUTO_RENEW_INVISIBLE_TIME_MS,
   flushConsumerOffsetInterval: 5000,
   maxDelayTimeMills: 24 * 60 * 60 * 1000,
+  transactionTimeout: 6000,
+  transactionCheckInterval: 30_000,
+  transactionCheckMax: 15,
 };
 
 /** Outcomes of broker calls, named as RocketMQ 5's codes. */
@@ -114,7 +124,8 @@ export type BrokerStatusCode =
   | 'ILLEGAL_INVISIBLE_TIME'
   | 'ILLEGAL_FILTER_EXPRESSION'
   | 'INVALID_RECEIPT_HANDLE'
-  | 'NOT_FOUND';
+  | 'NOT_FOUND'
+  | 'INVALID_TRANSACTION_ID';
 
 export interface BrokerStatus {
   readonly code: BrokerStatusCode;
@@ -193,6 +204,7 @@ export class BrokerController {
   readonly consumerOffsetManager: ConsumerOffsetManager;
   readonly popMessageProcessor: PopMessageProcessor;
   readonly timerMessageService: TimerMessageService;
+  readonly transactionalMessageService: TransactionalMessageService;
   readonly #logger: Logger | undefined;
   /** Round robin over a topic's write queues (the proxy's SendMessageQueueSelector). */
   readonly #nextQueue = new Map<string, number>();
@@ -227,6 +239,16 @@ export class BrokerController {
       ensureDeadLetterTopic: (group) => this.#ensureDeadLetterTopic(group),
     });
     this.timerMessageService = new TimerMessageService({ store, offsets, logger });
+    this.transactionalMessageService = new TransactionalMessageService({
+      store,
+      offsets,
+      logger,
+      config: {
+        transactionTimeout: config.transactionTimeout,
+        transactionCheckInterval: config.transactionCheckInterval,
+        transactionCheckMax: config.transactionCheckMax,
+      },
+    });
     // RocketMQ persists consumer offsets on a timer: a crash loses at most this interval of
     // acks, and those messages are delivered again.
     this.#offsetFlushTimer = setInterval(() => this.#persistOffsets(), config.flushConsumerOffsetInterval);
@@ -267,6 +289,7 @@ export class BrokerController {
       const broker = new BrokerController(config, store, topics, groups, offsets, options.logger);
       arrivals.broker = broker;
       await broker.timerMessageService.start();
+      await broker.transactionalMessageService.start();
       return broker;
     } catch (err) {
       await store.shutdown();
@@ -318,11 +341,27 @@ export class BrokerController {
     if (!isWriteable(topic.perm) || topic.writeQueueNums <= 0) {
       return rejected(fail('FORBIDDEN', `topic ${input.topic} is not writeable`));
     }
-    if (input.messageType !== 'NORMAL' && input.messageType !== 'FIFO' && input.messageType !== 'DELAY') {
+    if (
+      input.messageType !== 'NORMAL' &&
+      input.messageType !== 'FIFO' &&
+      input.messageType !== 'DELAY' &&
+      input.messageType !== 'TRANSACTION'
+    ) {
       return rejected(
         fail(
           'UNSUPPORTED',
-          `${input.messageType} messages are not supported by this broker yet; send NORMAL, FIFO or DELAY messages`,
+          `${input.messageType} messages are not supported by this broker; send NORMAL, FIFO, DELAY or TRANSACTION messages`,
+        ),
+      );
+    }
+    if (
+      input.messageType === 'TRANSACTION' &&
+      (input.deliveryTimestamp !== undefined || input.messageGroup !== undefined)
+    ) {
+      return rejected(
+        fail(
+          'MESSAGE_PROPERTY_CONFLICT_WITH_TYPE',
+          'a transactional message takes no delivery timestamp or message group',
         ),
       );
     }
@@ -362,7 +401,7 @@ export class BrokerController {
     if (input.bornHostName !== undefined && input.bornHostName !== '') {
       properties[MessageConst.PROPERTY_BORN_HOST] = input.bornHostName;
     }
-    const result = await this.store.putMessage({
+    const message = {
       topic: delayed ? TIMER_TOPIC : input.topic,
       queueId: delayed ? 0 : queueId,
       body: input.body,
@@ -371,7 +410,12 @@ export class BrokerController {
       properties,
       ...(input.bornTimestamp === undefined ? {} : { bornTimestamp: input.bornTimestamp }),
       ...(input.clientAddress === undefined ? {} : { bornHost: input.clientAddress }),
-    });
+    };
+    // A transactional message is stored as a half message, invisible until it is committed.
+    const result =
+      input.messageType === 'TRANSACTION'
+        ? await this.transactionalMessageService.prepare(message, input.topic, queueId, input.messageId)
+        : await this.store.putMessage(message);
     const appended = result.appendResult;
     const sent = (status: BrokerStatus): SendResult => ({
       status,
@@ -565,6 +609,32 @@ export class BrokerController {
         };
   }
 
+  /**
+   * The proxy's EndTransaction: COMMIT makes the half message visible (once), ROLLBACK discards
+   * it. INVALID_TRANSACTION_ID for a blank or unknown id (or one resolved already).
+   */
+  async endTransaction(
+    topicName: string,
+    transactionId: string,
+    resolution: 'COMMIT' | 'ROLLBACK',
+  ): Promise<BrokerStatus> {
+    if (transactionId.trim() === '') return fail('INVALID_TRANSACTION_ID', 'the transaction id is blank');
+    const found = this.findTopic(topicName);
+    if ('status' in found) return found.status;
+    const outcome = await this.transactionalMessageService.end(transactionId, resolution);
+    switch (outcome) {
+      case 'OK':
+        return ok;
+      case 'ALREADY_RESOLVED':
+        return fail('INVALID_TRANSACTION_ID', `transaction ${transactionId} was resolved already`);
+      case 'UNKNOWN_TRANSACTION':
+        return fail(
+          'INVALID_TRANSACTION_ID',
+          `no open transaction ${transactionId} (unknown, or resolved already)`,
+        );
+    }
+  }
+
   /** A client went away: messages it held under auto-renew are delivered to others now. */
   clientTerminated(clientId: string): void {
     const released = this.popMessageProcessor.releaseClient(clientId);
@@ -617,6 +687,7 @@ export class BrokerController {
       clearInterval(this.#offsetFlushTimer);
       this.popMessageProcessor.shutdown();
       this.timerMessageService.shutdown();
+      this.transactionalMessageService.shutdown();
       try {
         this.consumerOffsetManager.persist();
       } finally {
@@ -690,6 +761,9 @@ function checkBrokerConfig(config: BrokerConfig): void {
   wholeMs('defaultInvisibleTimeMills', 1);
   wholeMs('flushConsumerOffsetInterval', 1);
   wholeMs('maxDelayTimeMills', 0);
+  wholeMs('transactionTimeout', 0);
+  wholeMs('transactionCheckInterval', 1);
+  wholeMs('transactionCheckMax', 0);
   wholeMs('defaultTopicQueueNums', 1);
 }
 

@@ -334,7 +334,42 @@ export function createMessagingService(options: MessagingServiceOptions): {
 
   // Not served yet: a clear UNSUPPORTED in the response, never a gRPC UNIMPLEMENTED the client
   // would retry as an internal error.
-  for (const name of ['EndTransaction', 'UpdateOffset', 'GetOffset', 'QueryOffset', 'SyncLiteSubscription']) {
+  // Orphaned transactions are checked with a producer of their topic, over its telemetry stream.
+  broker.transactionalMessageService.checker = (half, realTopic, transactionId) =>
+    telemetry.sendToProducerOf(realTopic, {
+      recover_orphaned_transaction_command: {
+        message: deliveredMessage({
+          message: half,
+          topic: realTopic,
+          receiptHandle: '',
+          deliveryAttempt: 1,
+          invisibleTimeMs: 0,
+        }),
+        transaction_id: transactionId,
+      },
+    });
+
+  implementation.EndTransaction = unary(
+    'EndTransaction',
+    async (request: { topic?: Resource; transaction_id?: string; resolution?: string }) => {
+      const resolution = request.resolution;
+      if (resolution !== 'COMMIT' && resolution !== 'ROLLBACK') {
+        return {
+          status: status(
+            'BAD_REQUEST',
+            `the resolution must be COMMIT or ROLLBACK, got ${String(resolution)}`,
+          ),
+        };
+      }
+      return {
+        status: fromBroker(
+          await broker.endTransaction(request.topic?.name ?? '', request.transaction_id ?? '', resolution),
+        ),
+      };
+    },
+  );
+
+  for (const name of ['UpdateOffset', 'GetOffset', 'QueryOffset', 'SyncLiteSubscription']) {
     implementation[name] = unary(name, () => ({
       status: status('UNSUPPORTED', `${name} is not supported by this broker yet`),
     }));
@@ -401,7 +436,14 @@ function deliveredMessage(popped: PoppedMessage): ProtoMessage {
       checksum: crypto.createHash('md5').update(message.body).digest('hex').toUpperCase(),
     },
     body_encoding: (message.sysFlag & COMPRESSED_FLAG) !== 0 ? 'GZIP' : 'IDENTITY',
-    message_type: messageGroup !== undefined ? 'FIFO' : delay ? 'DELAY' : 'NORMAL',
+    message_type:
+      messageGroup !== undefined
+        ? 'FIFO'
+        : delay
+          ? 'DELAY'
+          : properties[MessageConst.PROPERTY_TRANSACTION_PREPARED] === 'true'
+            ? 'TRANSACTION'
+            : 'NORMAL',
     ...(delay ? { delivery_timestamp: timestampOf(due) } : {}),
     born_timestamp: timestampOf(message.bornTimestamp),
     born_host: bornHost,

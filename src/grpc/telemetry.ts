@@ -128,6 +128,23 @@ export class TelemetrySessions {
   }
 
   /** NotifyClientTermination: the client is going away. */
+  /**
+   * Sends `command` on the stream of one connected producer whose settings name `topic` (the
+   * broker's checks of orphaned transactions go there); false when there is none.
+   */
+  sendToProducerOf(topic: string, command: Record<string, unknown>): boolean {
+    const producers = [...this.#sessions.values()].filter(
+      (session) =>
+        session.settings?.publishing?.topics?.some((t) => t.name === topic) === true &&
+        !session.call.cancelled &&
+        !session.call.destroyed,
+    );
+    if (producers.length === 0) return false;
+    const session = producers[Math.floor(Math.random() * producers.length)] as Session;
+    session.call.write(command);
+    return true;
+  }
+
   /** Whether the client has an open telemetry stream (auto-renew lasts only while it does). */
   isConnected(clientId: string): boolean {
     return this.#sessions.has(clientId);
