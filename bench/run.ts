@@ -9,27 +9,30 @@
  *   BENCH_SECONDS  seconds per measured run (default 1.5)
  *   BENCH_PAIRS    store/baseline pairs per row (default 9)
  *   BENCH_DIR      where the files go (default: the OS temp dir)
- *   BENCH_ONLY     comma list of sections: sync, async, read, recovery, e2e (default all)
+ *   BENCH_ONLY     comma list of sections: sync, async, read, recovery, e2e, delay (default all)
  *   BENCH_READ_MESSAGES   messages in the read section (default 200000)
  *   BENCH_RECOVERY_BYTES  commit log size in the recovery section (default 1 GiB)
  *   BENCH_E2E_MESSAGES    messages each consumer of the e2e section receives (default 20000)
  *   BENCH_E2E_PAIRS       bare/broker rounds per e2e send row (default min(BENCH_PAIRS, 3))
+ *   BENCH_DELAY_PENDING   delay messages pending in the delay section (default 1000000)
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { MessageStore, silentLogger } from 'rocketmq-ts/store';
 import { BareCopyPwrite, BareGroupCommit, bareCopyPwriteLoop } from './baselines.js';
+import { benchDelay } from './delay.js';
 import { benchE2E, type LatencyRun as E2eRun } from './e2e.js';
 import { benchRead, benchRecovery } from './read-recovery.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 1.5);
 const PAIRS = Number(process.env.BENCH_PAIRS ?? 9);
 const BASE_DIR = process.env.BENCH_DIR ?? os.tmpdir();
-const ONLY = (process.env.BENCH_ONLY ?? 'sync,async,read,recovery,e2e').split(',');
+const ONLY = (process.env.BENCH_ONLY ?? 'sync,async,read,recovery,e2e,delay').split(',');
 const READ_MESSAGES = Number(process.env.BENCH_READ_MESSAGES ?? 200_000);
 const RECOVERY_BYTES = Number(process.env.BENCH_RECOVERY_BYTES ?? 1024 * 1024 * 1024);
 const E2E_MESSAGES = Number(process.env.BENCH_E2E_MESSAGES ?? 20_000);
+const DELAY_PENDING = Number(process.env.BENCH_DELAY_PENDING ?? 1_000_000);
 /** The read and recovery sections take longer per run: fewer pairs. */
 const READ_PAIRS = Math.max(1, Math.min(PAIRS, 5));
 const RECOVERY_PAIRS = Math.max(1, Math.min(PAIRS, 7));
@@ -446,4 +449,17 @@ if (ONLY.includes('e2e')) {
   console.log(
     'push: timed from its first message to the last (its first receive starts about 1 s after startup)',
   );
+}
+if (ONLY.includes('delay')) {
+  const tables = await benchDelay({
+    baseDir: BASE_DIR,
+    seconds: SECONDS,
+    pairs: PAIRS,
+    restartPairs: Math.min(PAIRS, 3),
+    pending: DELAY_PENDING,
+  });
+  for (const table of tables) {
+    printTable(table.title, table.header, table.rows);
+    for (const note of table.notes) console.log(note);
+  }
 }
