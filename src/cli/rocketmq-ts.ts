@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import pino from 'pino';
-import { BrokerController } from '../broker/index.js';
+import { BrokerController, DEFAULT_BROKER_CONFIG } from '../broker/index.js';
 import { DEFAULT_LISTEN_HOST, DEFAULT_LISTEN_PORT, GrpcServer } from '../grpc/index.js';
 
 function parseListen(value: string): { host: string; port: number } {
@@ -25,6 +25,13 @@ function parseFlushDiskType(value: string): 'SYNC_FLUSH' | 'ASYNC_FLUSH' {
   if (value !== 'SYNC_FLUSH' && value !== 'ASYNC_FLUSH')
     throw new InvalidArgumentError('SYNC_FLUSH or ASYNC_FLUSH');
   return value;
+}
+
+function parseMilliseconds(value: string): number {
+  const ms = Number(value);
+  if (!Number.isSafeInteger(ms) || ms < 1)
+    throw new InvalidArgumentError('a whole number of milliseconds, at least 1');
+  return ms;
 }
 
 const program = new Command('rocketmq-ts').description('A RocketMQ-compatible message broker for Node.js');
@@ -47,6 +54,18 @@ program
   .option('--no-auto-create-group', 'refuse unknown consumer groups (CONSUMER_GROUP_NOT_FOUND)')
   .option('--tls-cert <file>', 'PEM certificate: serve TLS (with --tls-key)')
   .option('--tls-key <file>', 'PEM private key')
+  .option(
+    '--transaction-timeout <ms>',
+    'check an unresolved transaction with its producer after this long (transactionTimeout)',
+    parseMilliseconds,
+    DEFAULT_BROKER_CONFIG.transactionTimeout,
+  )
+  .option(
+    '--transaction-check-interval <ms>',
+    'how often unresolved transactions are checked (transactionCheckInterval)',
+    parseMilliseconds,
+    DEFAULT_BROKER_CONFIG.transactionCheckInterval,
+  )
   .action(
     async (options: {
       storePath: string;
@@ -57,6 +76,8 @@ program
       autoCreateGroup: boolean;
       tlsCert?: string;
       tlsKey?: string;
+      transactionTimeout: number;
+      transactionCheckInterval: number;
     }) => {
       const logger = pino({ name: 'rocketmq-ts' });
       if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) {
@@ -67,6 +88,8 @@ program
         broker: {
           autoCreateTopicEnable: options.autoCreateTopic,
           autoCreateSubscriptionGroup: options.autoCreateGroup,
+          transactionTimeout: options.transactionTimeout,
+          transactionCheckInterval: options.transactionCheckInterval,
         },
         logger,
       });

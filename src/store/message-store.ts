@@ -367,9 +367,10 @@ export class MessageStore {
   }
 
   /**
-   * Up to `count` readable consume queue units of a queue from queue offset `offset` (fewer at
-   * its end; none for no such queue): commit log offset, size and tags code, without reading
-   * the records. The broker's timer rebuilds its schedule from these.
+   * Up to `count` readable consume queue units of a queue from queue offset `offset`: commit log
+   * offset, size and tags code, without reading the records. Fewer at the end of the queue and
+   * at the end of each of its files (read on from there); none past the end or for no such
+   * queue. The broker's timer rebuilds its schedule from these.
    */
   async getConsumeQueueUnits(
     topic: string,

@@ -1,15 +1,13 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import type { MessageView } from 'rocketmq-client-nodejs';
 import type { BrokerController } from '../../src/broker/index.js';
 import { startBroker } from '../support/broker-harness.js';
+import { freePort, kill, spawnBroker } from '../support/broker-process.js';
 import { producer, receiveAll, simpleConsumer } from '../support/clients.js';
 
 /**
@@ -19,7 +17,6 @@ import { producer, receiveAll, simpleConsumer } from '../support/clients.js';
  */
 
 const ILLEGAL_DELIVERY_TIME = 40012;
-const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 function tempStore(t: TestContext): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rmq-delay-'));
@@ -243,53 +240,3 @@ describe('delay messages (official client) against the broker', () => {
     }
   });
 });
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-async function spawnBroker(storeDir: string, port: number): Promise<ChildProcess> {
-  const child = spawn(
-    process.execPath,
-    [
-      '--import',
-      'tsx',
-      path.join(REPO, 'src', 'cli', 'rocketmq-ts.ts'),
-      'broker',
-      '--store-path',
-      storeDir,
-      '--listen',
-      `127.0.0.1:${port}`,
-    ],
-    { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let output = '';
-  await new Promise<void>((resolve, reject) => {
-    child.stdout?.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-      if (output.includes('broker accepting clients')) resolve();
-    });
-    child.stderr?.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-    });
-    child.once('exit', (code, signal) =>
-      reject(new Error(`broker exited (${code ?? signal}) before serving:\n${output}`)),
-    );
-  });
-  child.removeAllListeners('exit');
-  return child;
-}
-
-async function kill(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill(signal);
-  await exited;
-}

@@ -1,13 +1,11 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import { startBroker } from '../support/broker-harness.js';
+import { freePort, kill, spawnBroker } from '../support/broker-process.js';
 import { ConsumeResult, producer, pushConsumer, sendMany } from '../support/clients.js';
 
 /**
@@ -19,18 +17,6 @@ import { ConsumeResult, producer, pushConsumer, sendMany } from '../support/clie
 /** Messages per test; consumption is cut once a third of them came. */
 const RESTART_MESSAGES = Number(process.env.E2E_RESTART_MESSAGES ?? 3000);
 const CONSUME_DEADLINE_MS = 90_000;
-const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 async function until(condition: () => boolean, deadlineMs: number, what: string): Promise<void> {
   const end = Date.now() + deadlineMs;
@@ -57,47 +43,6 @@ function tempStore(t: TestContext): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rmq-restart-'));
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
   return dir;
-}
-
-/** `rocketmq-ts broker` as a child process, as an operator starts it; resolves once it accepts clients. */
-async function spawnBroker(storeDir: string, port: number): Promise<ChildProcess> {
-  const child = spawn(
-    process.execPath,
-    [
-      '--import',
-      'tsx',
-      path.join(REPO, 'src', 'cli', 'rocketmq-ts.ts'),
-      'broker',
-      '--store-path',
-      storeDir,
-      '--listen',
-      `127.0.0.1:${port}`,
-    ],
-    { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let output = '';
-  await new Promise<void>((resolve, reject) => {
-    const onData = (chunk: Buffer): void => {
-      output += chunk.toString();
-      if (output.includes('broker accepting clients')) resolve();
-    };
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-    });
-    child.once('exit', (code, signal) =>
-      reject(new Error(`broker exited (${code ?? signal}) before serving:\n${output}`)),
-    );
-  });
-  child.removeAllListeners('exit');
-  return child;
-}
-
-async function kill(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill(signal);
-  await exited;
 }
 
 describe('broker restart in the middle of consumption', () => {

@@ -8,6 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { type MessageView, Producer } from 'rocketmq-client-nodejs';
 import type { BrokerConfig } from '../../src/broker/index.js';
 import { quietClientLogger, type RunningBroker, startBroker } from '../support/broker-harness.js';
+import { freePort, kill, spawnBroker } from '../support/broker-process.js';
 import { receiveAll, simpleConsumer } from '../support/clients.js';
 
 /**
@@ -159,6 +160,64 @@ describe('transactions (official client) against the broker', () => {
       new Set([committedLater.messageId, orphan.messageId]),
     );
     assert.equal(got.length, 2, 'each exactly once');
+  });
+
+  it('SIGKILL with open transactions: after the restart, one is committed by its producer and one by a check, each visible once', async (t) => {
+    const storeDir = tempStore(t);
+    const port = await freePort();
+    const fastChecks = ['--transaction-timeout', '500', '--transaction-check-interval', '250'];
+    let child = await spawnBroker(storeDir, port, fastChecks);
+    t.after(() => kill(child, 'SIGKILL'));
+    const closers: (() => Promise<unknown>)[] = [];
+    const clients = {
+      endpoints: `127.0.0.1:${port}`,
+      closeFirst: (close: () => Promise<unknown>) => closers.push(close),
+    };
+    try {
+      // The checker answers only once the broker is back: before the kill, nothing resolves.
+      let answer = TransactionResolution.TRANSACTION_RESOLUTION_UNSPECIFIED;
+      const p = await txProducer(clients, 'TxKillTopic', () => answer);
+      const open = p.beginTransaction();
+      const committedAfter = await p.send({ topic: 'TxKillTopic', body: Buffer.from('after') }, open);
+      const orphan = await p.send(
+        { topic: 'TxKillTopic', body: Buffer.from('orphan') },
+        p.beginTransaction(),
+      );
+      const rolledBack = p.beginTransaction();
+      await p.send({ topic: 'TxKillTopic', body: Buffer.from('rolled back') }, rolledBack);
+      await rolledBack.rollback();
+      await kill(child, 'SIGKILL');
+      child = await spawnBroker(storeDir, port, fastChecks);
+      answer = TransactionResolution.COMMIT;
+      // The client's channel is still backing off from the kill, and EndTransaction is not
+      // retried by the client: retry as an application would.
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await open.commit();
+          break;
+        } catch (err) {
+          if (attempt >= 40) throw err;
+          await sleep(250);
+        }
+      }
+      const c = await simpleConsumer(clients, 'GID_tx_kill', { TxKillTopic: '*' }, 500);
+      const got: MessageView[] = [];
+      const end = Date.now() + 8000;
+      while (Date.now() < end) {
+        for (const m of await c.receive(32, 30_000)) {
+          got.push(m);
+          await c.ack(m);
+        }
+      }
+      assert.deepEqual(
+        got.map((m) => m.messageId).sort(),
+        [committedAfter.messageId, orphan.messageId].sort(),
+        'each committed one exactly once; the rolled back one never',
+      );
+    } finally {
+      for (const close of closers.reverse()) await close().catch(() => undefined);
+      await kill(child, 'SIGTERM');
+    }
   });
 
   it('bad EndTransaction input: a blank or unknown transaction id is INVALID_TRANSACTION_ID', async (t) => {

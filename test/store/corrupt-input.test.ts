@@ -1480,7 +1480,9 @@ describe('corrupt input: consume queues longer than the commit log supports', ()
       assert.equal(
         readBack.skippedDamaged,
         repaired ? 0 : 1,
-        why(`${context}: the unit's target fails its checks${repaired ? ', unless recovery rebuilt it' : ''}`),
+        why(
+          `${context}: the unit's target fails its checks${repaired ? ', unless recovery rebuilt it' : ''}`,
+        ),
       );
       assertServedExactly(
         readBack,

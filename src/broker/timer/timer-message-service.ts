@@ -240,7 +240,8 @@ export class TimerMessageService {
               else this.#heap.push(unit.tagsCode, from + i, unit.commitLogOffset);
             }
             this.#readPointer = from + units.length;
-            if (units.length < UNITS_PER_READ) break;
+            // A read stops at the end of a consume queue file too: only an empty one is the end.
+            if (units.length === 0) break;
           }
         } while (this.#readAgain && !this.#closed);
       } catch (err) {
