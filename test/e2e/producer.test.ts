@@ -152,10 +152,37 @@ describe('SendMessage: bad input gets the proxy status code, and the broker keep
         [message({}, { message_type: 'FIFO', message_group: 'g'.repeat(64) })],
         'ILLEGAL_MESSAGE_GROUP',
       ],
+      ['a PRIORITY message (not supported)', [message({}, { message_type: 'PRIORITY' })], 'UNSUPPORTED'],
       [
-        'a transactional message (not yet supported)',
-        [message({}, { message_type: 'TRANSACTION' })],
-        'UNSUPPORTED',
+        'a transactional message with a delivery timestamp',
+        [
+          message(
+            {},
+            {
+              message_type: 'TRANSACTION',
+              delivery_timestamp: { seconds: Math.floor(Date.now() / 1000) + 60 },
+            },
+          ),
+        ],
+        'MESSAGE_PROPERTY_CONFLICT_WITH_TYPE',
+      ],
+      [
+        'a DELAY message without a delivery timestamp',
+        [message({}, { message_type: 'DELAY' })],
+        'ILLEGAL_DELIVERY_TIME',
+      ],
+      [
+        'a delivery timestamp 25 h ahead',
+        [
+          message(
+            {},
+            {
+              message_type: 'DELAY',
+              delivery_timestamp: { seconds: Math.floor(Date.now() / 1000) + 25 * 3600 },
+            },
+          ),
+        ],
+        'ILLEGAL_DELIVERY_TIME',
       ],
     ];
     for (const [name, messages, code, clientId] of cases) {
