@@ -11,6 +11,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import pino from 'pino';
 import { BrokerController, DEFAULT_BROKER_CONFIG } from '../broker/index.js';
 import { DEFAULT_LISTEN_HOST, DEFAULT_LISTEN_PORT, GrpcServer } from '../grpc/index.js';
+import { registerStoreCommand } from './store-command.js';
 
 function parseListen(value: string): { host: string; port: number } {
   const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(value);
@@ -136,6 +137,8 @@ program
       process.on('SIGTERM', () => stop('SIGTERM'));
     },
   );
+
+registerStoreCommand(program);
 
 program.parseAsync().catch((err: unknown) => {
   console.error(`rocketmq-ts: ${(err as Error).message}`);

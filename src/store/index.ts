@@ -10,6 +10,14 @@ export type { ConsumeQueueUnit } from './consumequeue/consume-queue.js';
 export type { StoreErrorCode } from './errors.js';
 export { StoreError } from './errors.js';
 export type { GetMessageOptions, GetMessageResult } from './get-message.js';
+export type {
+  ConsumeQueueSummary,
+  RecordSummary,
+  SegmentSummary,
+  StoreInspection,
+  StoreProblem,
+} from './inspect/store-inspector.js';
+export { inspectStore } from './inspect/store-inspector.js';
 export type { OpenMode, StoreFileHandle, StoreFileStat, StoreIO } from './io/store-io.js';
 export { NodeStoreIO, nodeStoreIO } from './io/store-io.js';
 export type { Logger } from './logger.js';
