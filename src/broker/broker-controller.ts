@@ -10,6 +10,7 @@ import {
 import { ConsumerOffsetManager } from './consumer-offset-manager.js';
 import { BrokerError } from './errors.js';
 import { MessageConst, RESERVED_PROPERTY_KEYS } from './message-const.js';
+import type { BrokerMetrics } from './metrics/broker-metrics.js';
 import {
   DEFAULT_AUTO_RENEW_INVISIBLE_TIME_MS,
   DEFAULT_MIN_INVISIBLE_TIME_MS,
@@ -170,6 +171,11 @@ export interface BrokerOpenOptions {
   readonly broker?: Partial<BrokerConfig>;
   readonly logger?: Logger;
   readonly storeOptions?: MessageStoreOptions;
+  /**
+   * Prometheus metrics (`new BrokerMetrics()`): the broker records put and get latencies in it,
+   * the store its commit and flush latencies, and its gauges read this broker when scraped.
+   */
+  readonly metrics?: BrokerMetrics;
 }
 
 /** What a consumer asks for in one receive (the proxy's ReceiveMessageRequest, decoded). */
@@ -206,6 +212,7 @@ export class BrokerController {
   readonly timerMessageService: TimerMessageService;
   readonly transactionalMessageService: TransactionalMessageService;
   readonly #logger: Logger | undefined;
+  readonly #metrics: BrokerMetrics | null;
   /** Round robin over a topic's write queues (the proxy's SendMessageQueueSelector). */
   readonly #nextQueue = new Map<string, number>();
   readonly #offsetFlushTimer: NodeJS.Timeout;
@@ -218,6 +225,7 @@ export class BrokerController {
     groups: SubscriptionGroupManager,
     offsets: ConsumerOffsetManager,
     logger: Logger | undefined,
+    metrics: BrokerMetrics | null,
   ) {
     this.config = config;
     this.store = store;
@@ -225,6 +233,7 @@ export class BrokerController {
     this.subscriptionGroupManager = groups;
     this.consumerOffsetManager = offsets;
     this.#logger = logger;
+    this.#metrics = metrics;
     this.popMessageProcessor = new PopMessageProcessor({
       store,
       offsets,
@@ -237,6 +246,12 @@ export class BrokerController {
       maxAttemptsOf: (group) =>
         (groups.findSubscriptionGroupConfig(group)?.retryMaxTimes ?? DEFAULT_RETRY_MAX_TIMES) + 1,
       ensureDeadLetterTopic: (group) => this.#ensureDeadLetterTopic(group),
+      ...(metrics === null
+        ? {}
+        : {
+            onGetMessage: (status: string, durationMs: number, messages: number) =>
+              metrics.observeGet(status, durationMs, messages),
+          }),
     });
     this.timerMessageService = new TimerMessageService({ store, offsets, logger });
     this.transactionalMessageService = new TransactionalMessageService({
@@ -264,6 +279,7 @@ export class BrokerController {
     const storeOptions: MessageStoreOptions = {
       ...options.storeOptions,
       ...(options.logger === undefined ? {} : { logger: options.logger }),
+      ...(options.metrics === undefined ? {} : { metrics: options.metrics.storeObserver }),
       onMessageArriving: (topic, queueId, maxOffset) => {
         options.storeOptions?.onMessageArriving?.(topic, queueId, maxOffset);
         arrivals.broker?.timerMessageService.onMessageArriving(topic);
@@ -286,8 +302,10 @@ export class BrokerController {
       groups.load();
       const offsets = new ConsumerOffsetManager({ storePathRootDir: root });
       offsets.load();
-      const broker = new BrokerController(config, store, topics, groups, offsets, options.logger);
+      const metrics = options.metrics ?? null;
+      const broker = new BrokerController(config, store, topics, groups, offsets, options.logger, metrics);
       arrivals.broker = broker;
+      metrics?.attach(broker);
       await broker.timerMessageService.start();
       await broker.transactionalMessageService.start();
       return broker;
@@ -412,10 +430,12 @@ export class BrokerController {
       ...(input.clientAddress === undefined ? {} : { bornHost: input.clientAddress }),
     };
     // A transactional message is stored as a half message, invisible until it is committed.
+    const begin = this.#metrics === null ? 0 : performance.now();
     const result =
       input.messageType === 'TRANSACTION'
         ? await this.transactionalMessageService.prepare(message, input.topic, queueId, input.messageId)
         : await this.store.putMessage(message);
+    this.#metrics?.observePut(result.status, performance.now() - begin);
     const appended = result.appendResult;
     const sent = (status: BrokerStatus): SendResult => ({
       status,

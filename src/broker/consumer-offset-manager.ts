@@ -140,6 +140,16 @@ export class ConsumerOffsetManager {
     return new Map([...(queues ?? [])].sort(([a], [b]) => a - b));
   }
 
+  /** Visits every committed offset: group, topic, queue id, offset. */
+  forEachOffset(visit: (group: string, topic: string, queueId: number, offset: number) => void): void {
+    for (const [key, queues] of this.#table.entries) {
+      const at = key.indexOf(TOPIC_GROUP_SEPARATOR);
+      const topic = key.slice(0, at);
+      const group = key.slice(at + 1);
+      for (const [queueId, offset] of queues) visit(group, topic, queueId, offset);
+    }
+  }
+
   /** Forgets every offset of `group`, on every topic (the group was deleted). */
   removeOffset(group: string): void {
     const suffix = `${TOPIC_GROUP_SEPARATOR}${group}`;

@@ -25,6 +25,10 @@ export { ConsumerOffsetManager } from './consumer-offset-manager.js';
 export type { BrokerErrorCode } from './errors.js';
 export { BrokerError } from './errors.js';
 export { MessageConst, RESERVED_PROPERTY_KEYS } from './message-const.js';
+export type { BrokerMetricsOptions } from './metrics/broker-metrics.js';
+export { BrokerMetrics } from './metrics/broker-metrics.js';
+export type { MetricsServer, MetricsServerOptions } from './metrics/metrics-server.js';
+export { startMetricsServer } from './metrics/metrics-server.js';
 export type { PoppedMessage } from './pop/pop-message-processor.js';
 export {
   deadLetterTopic,

@@ -9,7 +9,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import pino from 'pino';
-import { BrokerController, DEFAULT_BROKER_CONFIG } from '../broker/index.js';
+import {
+  BrokerController,
+  BrokerMetrics,
+  DEFAULT_BROKER_CONFIG,
+  type MetricsServer,
+  startMetricsServer,
+} from '../broker/index.js';
 import { DEFAULT_LISTEN_HOST, DEFAULT_LISTEN_PORT, GrpcServer } from '../grpc/index.js';
 import { registerStoreCommand } from './store-command.js';
 
@@ -67,6 +73,11 @@ program
     parseMilliseconds,
     DEFAULT_BROKER_CONFIG.transactionCheckInterval,
   )
+  .option(
+    '--metrics-listen <host:port>',
+    'serve Prometheus metrics at http://HOST:PORT/metrics (off by default)',
+    parseListen,
+  )
   .action(
     async (options: {
       storePath: string;
@@ -79,11 +90,13 @@ program
       tlsKey?: string;
       transactionTimeout: number;
       transactionCheckInterval: number;
+      metricsListen?: { host: string; port: number };
     }) => {
       const logger = pino({ name: 'rocketmq-ts' });
       if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) {
         program.error('--tls-cert and --tls-key go together');
       }
+      const metrics = options.metricsListen === undefined ? undefined : new BrokerMetrics();
       const broker = await BrokerController.open({
         store: { storePathRootDir: options.storePath, flushDiskType: options.flushDiskType },
         broker: {
@@ -93,9 +106,22 @@ program
           transactionCheckInterval: options.transactionCheckInterval,
         },
         logger,
+        ...(metrics === undefined ? {} : { metrics }),
       });
       let server: GrpcServer;
+      let metricsServer: MetricsServer | null = null;
       try {
+        if (metrics !== undefined && options.metricsListen !== undefined) {
+          metricsServer = await startMetricsServer({
+            registry: metrics.registry,
+            host: options.metricsListen.host,
+            port: options.metricsListen.port,
+          });
+          logger.info(
+            { metrics: `http://${options.metricsListen.host}:${metricsServer.port}/metrics` },
+            'serving Prometheus metrics',
+          );
+        }
         server = await GrpcServer.start({
           broker,
           logger,
@@ -109,6 +135,7 @@ program
             : { tls: { certFile: options.tlsCert, keyFile: options.tlsKey } }),
         });
       } catch (err) {
+        await metricsServer?.close();
         await broker.shutdown();
         throw err;
       }
@@ -124,6 +151,7 @@ program
         logger.info({ signal }, 'shutting down');
         server
           .shutdown()
+          .then(() => metricsServer?.close())
           .then(() => broker.shutdown())
           .then(
             () => logger.info('stopped cleanly'),

@@ -28,6 +28,7 @@ import {
 import { RunningFlags } from './running-flags.js';
 import { FlushDiskType } from './status.js';
 import { StoreLock } from './store-lock.js';
+import type { StoreMetricsObserver } from './store-metrics.js';
 import { type ConsumeQueueRecoveryReport, recoverStore } from './store-recovery.js';
 import { withTimeout } from './util/with-timeout.js';
 
@@ -66,6 +67,11 @@ export interface MessageStoreOptions {
    * readable (topic, queue id, the queue's new max offset). Long polling hangs off it.
    */
   readonly onMessageArriving?: MessageArrivingListener;
+  /**
+   * Told how long commits and flushes take and how many puts each group commit serves (the
+   * broker's Prometheus metrics hang off it). Without it nothing is timed.
+   */
+  readonly metrics?: StoreMetricsObserver;
 }
 
 export interface RecoveryReport {
@@ -214,7 +220,7 @@ export class MessageStore {
       const lastExitOK = io.statSync(abortPath) === null;
       checkpoint = StoreCheckpoint.open(io, path.join(root, CHECKPOINT_FILE_NAME));
       const runningFlags = new RunningFlags();
-      commitLog = new CommitLog({ config, io, logger, checkpoint, runningFlags });
+      commitLog = new CommitLog({ config, io, logger, checkpoint, runningFlags, metrics: options.metrics });
       try {
         commitLog.load();
       } catch (err) {

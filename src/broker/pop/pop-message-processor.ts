@@ -88,6 +88,8 @@ export interface PopMessageProcessorOptions {
   readonly maxAttemptsOf: (group: string) => number;
   /** Makes sure `%DLQ%<group>` exists as a topic consumers can read; returns its name. */
   readonly ensureDeadLetterTopic: (group: string) => string;
+  /** Told how long each store read of a pop took (ms), its status and how many messages it returned. */
+  readonly onGetMessage?: (status: GetMessageStatus, durationMs: number, messages: number) => void;
 }
 
 export interface PopRequest {
@@ -272,6 +274,7 @@ export class PopMessageProcessor {
   readonly #logger: Logger | undefined;
   readonly #maxAttemptsOf: (group: string) => number;
   readonly #ensureDeadLetterTopic: (group: string) => string;
+  readonly #onGetMessage: PopMessageProcessorOptions['onGetMessage'] | null;
   readonly #queues = new Map<string, PopQueue>();
   /** Retry topic -> the topics its messages were sent to, for waking those topics' pollers. */
   readonly #retryOrigin = new Map<string, Set<string>>();
@@ -295,6 +298,7 @@ export class PopMessageProcessor {
     this.#logger = options.logger;
     this.#maxAttemptsOf = options.maxAttemptsOf;
     this.#ensureDeadLetterTopic = options.ensureDeadLetterTopic;
+    this.#onGetMessage = options.onGetMessage ?? null;
     // Handles of an earlier run must not match a delivery of this one: start at a random number.
     this.#seq = crypto.randomInt(0, 2 ** 40);
   }
@@ -304,6 +308,32 @@ export class PopMessageProcessor {
     let n = 0;
     for (const queue of this.#queues.values()) n += queue.inflight.size;
     return n;
+  }
+
+  /** Messages in flight by group (groups with none are left out). */
+  inflightByGroup(): Map<string, number> {
+    const byGroup = new Map<string, number>();
+    for (const queue of this.#queues.values()) {
+      if (queue.inflight.size > 0)
+        byGroup.set(queue.group, (byGroup.get(queue.group) ?? 0) + queue.inflight.size);
+    }
+    return byGroup;
+  }
+
+  /**
+   * Every queue a pop of a group covered since the start, with the group's committed offset there
+   * (the lowest offset not yet done); for a queue not read yet, the offset it would start from
+   * (its stored consumer offset, else 0: the queue's earliest message). For consumer lag.
+   */
+  forEachQueue(
+    visit: (group: string, physicalTopic: string, queueId: number, committed: number) => void,
+  ): void {
+    for (const queue of this.#queues.values()) {
+      const committed = queue.initialized
+        ? queue.committed
+        : Math.max(0, this.#offsets.queryOffset(queue.group, queue.physicalTopic, queue.queueId));
+      visit(queue.group, queue.physicalTopic, queue.queueId, committed);
+    }
   }
 
   /** Revive tasks held (live and outlived ones), for inspection. */
@@ -525,6 +555,7 @@ export class PopMessageProcessor {
       queue.initialized = true;
     }
     const from = queue.readPointer;
+    const begin = this.#onGetMessage === null ? 0 : performance.now();
     const got = await this.#store.getMessage(
       queue.group,
       queue.physicalTopic,
@@ -533,6 +564,7 @@ export class PopMessageProcessor {
       need,
       request.tags === null ? {} : { tags: request.tags },
     );
+    this.#onGetMessage?.(got.status, performance.now() - begin, got.messages.length);
     // Another pop of this queue cannot have run meanwhile (serialized), but this one may be late.
     assert.equal(queue.readPointer, from, 'a pop of one queue ran beside another');
     switch (got.status) {

@@ -42,6 +42,7 @@ import {
 import { MessageSysFlag } from '../message/message-sys-flag.js';
 import type { RunningFlags } from '../running-flags.js';
 import { AppendMessageStatus, FlushDiskType, PutMessageStatus } from '../status.js';
+import type { StoreMetricsObserver } from '../store-metrics.js';
 import { burstWallClockMs } from '../util/burst-clock.js';
 import { FixedDeque } from '../util/fixed-deque.js';
 import { withTimeout } from '../util/with-timeout.js';
@@ -153,6 +154,8 @@ export interface CommitLogOptions {
   readonly logger: Logger;
   readonly checkpoint: StoreCheckpoint;
   readonly runningFlags: RunningFlags;
+  /** Told how long commits and flushes take (and group commit sizes); none: nothing is timed. */
+  readonly metrics?: StoreMetricsObserver | undefined;
 }
 
 /**
@@ -198,6 +201,7 @@ export class CommitLog {
   /** Puts waiting for the commit, in offset order (pool off). */
   readonly #commitWaiters = new FixedDeque<FlushRequest>(1024);
   readonly #flushContext: FlushContext;
+  readonly #metrics: StoreMetricsObserver | null;
   #turnCommitScheduled = false;
   /** Pool off: the pipelined committer is running; it keeps going while there is a backlog. */
   #committerRunning = false;
@@ -222,6 +226,7 @@ export class CommitLog {
     this.#logger = logger;
     this.#checkpoint = checkpoint;
     this.#runningFlags = runningFlags;
+    this.#metrics = options.metrics ?? null;
     this.#poolEnabled = config.transientStorePoolEnable;
     this.#sync = config.flushDiskType === FlushDiskType.SYNC_FLUSH;
     const bufferSize = writeBufferSizeFor(
@@ -872,7 +877,16 @@ export class CommitLog {
   /** Every commit goes through here: after a fatal I/O error nothing is written any more. */
   #commit(commitLeastPages: number, writeSizeMaxBytes: number, syncWriteMaxBytes: number): Promise<boolean> {
     if (this.#fatalError !== null) return Promise.reject(this.#fatalError);
-    return this.mappedFileQueue.commit(commitLeastPages, writeSizeMaxBytes, syncWriteMaxBytes);
+    const commit = this.mappedFileQueue.commit(commitLeastPages, writeSizeMaxBytes, syncWriteMaxBytes);
+    return this.#metrics === null ? commit : this.#timedCommit(commit, this.#metrics);
+  }
+
+  /** With an observer: a commit that wrote something reports how long it took. */
+  async #timedCommit(commit: Promise<boolean>, metrics: StoreMetricsObserver): Promise<boolean> {
+    const begin = performance.now();
+    const noProgress = await commit;
+    if (!noProgress) metrics.onCommit(performance.now() - begin);
+    return noProgress;
   }
 
   /**
@@ -930,8 +944,11 @@ export class CommitLog {
           if (await commitOnce(0)) break;
         }
       },
+      metrics: this.#metrics,
       flushOnce: async (flushLeastPages: number) => {
+        const begin = this.#metrics === null ? 0 : performance.now();
         const noProgress = await mfq.flush(flushLeastPages);
+        if (!noProgress && this.#metrics !== null) this.#metrics.onFlush(performance.now() - begin);
         if (mfq.storeTimestamp > 0) this.#checkpoint.physicMsgTimestamp = mfq.storeTimestamp;
         if (!noProgress && this.#sync) this.#onVisible?.();
         return noProgress;

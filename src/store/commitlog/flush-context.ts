@@ -1,6 +1,7 @@
 import type { StoreCheckpoint } from '../checkpoint/store-checkpoint.js';
 import type { MessageStoreConfig } from '../config/message-store-config.js';
 import type { MappedFileQueue } from '../mapped-file/mapped-file-queue.js';
+import type { StoreMetricsObserver } from '../store-metrics.js';
 
 /**
  * What the flush and commit services need from the commit log (RocketMQ's services are inner
@@ -12,6 +13,8 @@ export interface FlushContext {
   readonly checkpoint: StoreCheckpoint;
   /** With the pool, CommitRealTimeService commits; without it, appends are committed at once. */
   readonly transientStorePoolEnabled: boolean;
+  /** Told the group commit's batch sizes; null: not measured. */
+  readonly metrics: StoreMetricsObserver | null;
   /**
    * Pool off: writes everything appended so far to the files (our stand-in for RocketMQ's mmap
    * writes, which need no commit). Like the two below, it throws I/O errors to its caller, which

@@ -92,6 +92,7 @@ export class GroupCommitService extends ServiceThread {
     }
     this.#requestsRead = [];
     this.#requestsInProcess = requests;
+    this.#ctx.metrics?.onGroupCommitBatch(requests.length);
     const mfq = this.#ctx.mappedFileQueue;
     try {
       for (const request of requests) {
