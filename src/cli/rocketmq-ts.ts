@@ -34,6 +34,9 @@ function parseFlushDiskType(value: string): 'SYNC_FLUSH' | 'ASYNC_FLUSH' {
   return value;
 }
 
+/** Exit code after a second SIGINT/SIGTERM cut a graceful shutdown short (128 + SIGINT, as shells report it). */
+const EXIT_FORCED = 130;
+
 function parseMilliseconds(value: string): number {
   const ms = Number(value);
   if (!Number.isSafeInteger(ms) || ms < 1)
@@ -146,7 +149,11 @@ program
       );
       let stopping = false;
       const stop = (signal: string): void => {
-        if (stopping) return;
+        if (stopping) {
+          // A second signal: the operator will not wait. The next start recovers abnormally.
+          logger.warn({ signal }, 'second signal: exiting now, without a clean shutdown');
+          process.exit(EXIT_FORCED);
+        }
         stopping = true;
         logger.info({ signal }, 'shutting down');
         server
