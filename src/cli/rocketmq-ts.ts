@@ -9,14 +9,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import pino from 'pino';
-import {
-  BrokerController,
-  BrokerMetrics,
-  DEFAULT_BROKER_CONFIG,
-  type MetricsServer,
-  startMetricsServer,
-} from '../broker/index.js';
+import { BrokerController, BrokerMetrics, type MetricsServer, startMetricsServer } from '../broker/index.js';
 import { DEFAULT_LISTEN_HOST, DEFAULT_LISTEN_PORT, GrpcServer } from '../grpc/index.js';
+import { type EffectiveConfig, formatConfig, resolveConfig, splitConfig } from './broker-config.js';
 import { registerStoreCommand } from './store-command.js';
 
 function parseListen(value: string): { host: string; port: number } {
@@ -49,7 +44,12 @@ const program = new Command('rocketmq-ts').description('A RocketMQ-compatible me
 program
   .command('broker')
   .description('start a broker serving the RocketMQ 5 gRPC protocol')
-  .option('--store-path <dir>', 'the store directory', path.join(os.homedir(), 'store'))
+  .option(
+    '-c, --config <file>',
+    'a broker.conf (Java properties: flushDiskType=SYNC_FLUSH, any store or broker key)',
+  )
+  .option('--print-config', 'print the effective configuration, each value with where it came from, and exit')
+  .option('--store-path <dir>', 'the store directory (storePathRootDir; default ~/store)')
   .option('--listen <host:port>', 'where to accept clients', parseListen, {
     host: DEFAULT_LISTEN_HOST,
     port: DEFAULT_LISTEN_PORT,
@@ -59,7 +59,11 @@ program
     'the address routes give clients (default: the listen address)',
     parseListen,
   )
-  .option('--flush-disk-type <type>', 'SYNC_FLUSH or ASYNC_FLUSH', parseFlushDiskType, 'ASYNC_FLUSH' as const)
+  .option(
+    '--flush-disk-type <type>',
+    'SYNC_FLUSH or ASYNC_FLUSH (flushDiskType; default ASYNC_FLUSH)',
+    parseFlushDiskType,
+  )
   .option('--no-auto-create-topic', 'refuse unknown topics (TOPIC_NOT_FOUND)')
   .option('--no-auto-create-group', 'refuse unknown consumer groups (CONSUMER_GROUP_NOT_FOUND)')
   .option('--tls-cert <file>', 'PEM certificate: serve TLS (with --tls-key)')
@@ -68,46 +72,78 @@ program
     '--transaction-timeout <ms>',
     'check an unresolved transaction with its producer after this long (transactionTimeout)',
     parseMilliseconds,
-    DEFAULT_BROKER_CONFIG.transactionTimeout,
   )
   .option(
     '--transaction-check-interval <ms>',
     'how often unresolved transactions are checked (transactionCheckInterval)',
     parseMilliseconds,
-    DEFAULT_BROKER_CONFIG.transactionCheckInterval,
   )
   .option(
     '--metrics-listen <host:port>',
     'serve Prometheus metrics at http://HOST:PORT/metrics (off by default)',
     parseListen,
   )
+  .addHelpText(
+    'after',
+    '\nConfiguration: defaults, then the --config file, then ROCKETMQ_<KEY> environment variables\n' +
+      '(ROCKETMQ_FLUSH_DISK_TYPE=SYNC_FLUSH), then flags. Unknown keys and bad values stop the start.\n\n' +
+      'Examples:\n  $ rocketmq-ts broker --store-path /var/lib/rocketmq --flush-disk-type SYNC_FLUSH\n' +
+      '  $ rocketmq-ts broker -c broker.conf --print-config',
+  )
   .action(
     async (options: {
-      storePath: string;
+      config?: string;
+      printConfig?: boolean;
+      storePath?: string;
       listen: { host: string; port: number };
       advertise?: { host: string; port: number };
-      flushDiskType: 'SYNC_FLUSH' | 'ASYNC_FLUSH';
+      flushDiskType?: 'SYNC_FLUSH' | 'ASYNC_FLUSH';
       autoCreateTopic: boolean;
       autoCreateGroup: boolean;
       tlsCert?: string;
       tlsKey?: string;
-      transactionTimeout: number;
-      transactionCheckInterval: number;
+      transactionTimeout?: number;
+      transactionCheckInterval?: number;
       metricsListen?: { host: string; port: number };
     }) => {
+      const command = program.commands.find((c) => c.name() === 'broker') as Command;
+      const given = (name: string): boolean => command.getOptionValueSource(name) === 'cli';
+      let effective: EffectiveConfig;
+      try {
+        effective = resolveConfig({
+          ...(options.config === undefined ? {} : { file: options.config }),
+          env: process.env,
+          flags: {
+            storePathRootDir: options.storePath,
+            flushDiskType: options.flushDiskType,
+            transactionTimeout: options.transactionTimeout,
+            transactionCheckInterval: options.transactionCheckInterval,
+            ...(given('autoCreateTopic') ? { autoCreateTopicEnable: options.autoCreateTopic } : {}),
+            ...(given('autoCreateGroup') ? { autoCreateSubscriptionGroup: options.autoCreateGroup } : {}),
+          },
+        });
+      } catch (err) {
+        return program.error((err as Error).message, { exitCode: 2 });
+      }
+      if (effective.values.storePathRootDir === undefined) {
+        effective = {
+          values: { ...effective.values, storePathRootDir: path.join(os.homedir(), 'store') },
+          sources: { ...effective.sources, storePathRootDir: 'default' },
+        };
+      }
+      if (options.printConfig === true) {
+        process.stdout.write(formatConfig(effective));
+        return;
+      }
+      const { store: storeConfig, broker: brokerConfig } = splitConfig(effective);
       const logger = pino({ name: 'rocketmq-ts' });
       if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) {
         program.error('--tls-cert and --tls-key go together');
       }
       const metrics = options.metricsListen === undefined ? undefined : new BrokerMetrics();
       const broker = await BrokerController.open({
-        store: { storePathRootDir: options.storePath, flushDiskType: options.flushDiskType },
-        broker: {
-          autoCreateTopicEnable: options.autoCreateTopic,
-          autoCreateSubscriptionGroup: options.autoCreateGroup,
-          transactionTimeout: options.transactionTimeout,
-          transactionCheckInterval: options.transactionCheckInterval,
-        },
+        store: storeConfig,
+        broker: brokerConfig,
         logger,
         ...(metrics === undefined ? {} : { metrics }),
       });
@@ -144,7 +180,14 @@ program
       }
       const { host, port } = server.advertisedEndpoint;
       logger.info(
-        { endpoint: `${host}:${port}`, storePath: options.storePath, flushDiskType: options.flushDiskType },
+        {
+          endpoint: `${host}:${port}`,
+          storePath: storeConfig.storePathRootDir,
+          flushDiskType: storeConfig.flushDiskType,
+          configSources: Object.fromEntries(
+            Object.entries(effective.sources).filter(([, source]) => source !== 'default'),
+          ),
+        },
         `broker accepting clients on ${options.listen.host}:${server.port}`,
       );
       let stopping = false;

@@ -4,8 +4,16 @@
  */
 
 export type { AppendResultView, CommitLogRecoveryReport, PutMessageResult } from './commitlog/commit-log.js';
-export type { MessageStoreConfig, MessageStoreConfigInput } from './config/message-store-config.js';
-export { createMessageStoreConfig } from './config/message-store-config.js';
+export type {
+  ConfigRule,
+  MessageStoreConfig,
+  MessageStoreConfigInput,
+} from './config/message-store-config.js';
+export {
+  checkValue as checkConfigValue,
+  createMessageStoreConfig,
+  messageStoreConfigKeys,
+} from './config/message-store-config.js';
 export type { ConsumeQueueUnit } from './consumequeue/consume-queue.js';
 export type { StoreErrorCode } from './errors.js';
 export { StoreError } from './errors.js';

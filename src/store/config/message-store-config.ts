@@ -86,12 +86,13 @@ export const MAPPED_FILE_SIZE_CONSUME_QUEUE_MIN_BYTES = 20 * 4;
 /** One consume queue unit: commit log offset 8, size 4, tags code 8. */
 export const CQ_STORE_UNIT_SIZE_BYTES = 20;
 
-type Rule =
+export type ConfigRule =
   | { readonly kind: 'int'; readonly min: number; readonly max: number }
   | { readonly kind: 'bool' }
   | { readonly kind: 'string' }
   | { readonly kind: 'enum'; readonly values: readonly string[] };
 
+type Rule = ConfigRule;
 const intRule = (min: number, max: number): Rule => ({ kind: 'int', min, max });
 const BOOL: Rule = { kind: 'bool' };
 const STRING: Rule = { kind: 'string' };
@@ -170,7 +171,16 @@ const RULES: { readonly [K in keyof MessageStoreConfig]: Rule } = {
   accessMessageInMemoryMaxRatio: intRule(0, 100),
 };
 
-function checkValue(key: string, value: unknown, rule: Rule): string | null {
+/** Every store config key with its rule and default (`storePathCommitLog` defaults from the root), for config files and references. */
+export function messageStoreConfigKeys(): readonly { key: string; rule: ConfigRule; default: unknown }[] {
+  return Object.entries(RULES).map(([key, rule]) => ({
+    key,
+    rule,
+    default: (DEFAULTS as Record<string, unknown>)[key],
+  }));
+}
+
+export function checkValue(key: string, value: unknown, rule: Rule): string | null {
   switch (rule.kind) {
     case 'int':
       if (typeof value !== 'number' || !Number.isInteger(value)) {
