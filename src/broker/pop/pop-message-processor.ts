@@ -285,6 +285,8 @@ export class PopMessageProcessor {
   readonly #revives = new ReviveHeap();
   #reviveTimer: NodeJS.Timeout | null = null;
   #reviveTimerAt = Number.POSITIVE_INFINITY;
+  /** The heap size at which outlived tasks are looked for next. */
+  #compactAt = REVIVE_HEAP_COMPACT_MIN;
   #revivesRunning = 0;
   #seq: number;
   #closed = false;
@@ -380,7 +382,7 @@ export class PopMessageProcessor {
       const seen = this.#arrivals.get(request.topic) ?? 0;
       const popped = await this.#popOnce(request);
       if (aborted(request.signal)) {
-        this.#giveBack(popped);
+        this.#giveBack(request, popped);
         return [];
       }
       if (popped.length > 0) return popped;
@@ -575,32 +577,20 @@ export class PopMessageProcessor {
         break;
       case GetMessageStatus.OFFSET_TOO_SMALL:
         // Retention deleted what the group had not consumed: go on from the oldest message left.
-        this.#logger?.warn(
-          {
-            group: queue.group,
-            topic: queue.physicalTopic,
-            queueId: queue.queueId,
-            from,
-            to: got.nextBeginOffset,
-          },
+        this.#jumpTo(
+          queue,
+          got.nextBeginOffset,
           'pop: messages the group had not consumed were deleted; skipping to the oldest left',
         );
-        this.#jumpTo(queue, got.nextBeginOffset);
         return [];
       case GetMessageStatus.OFFSET_OVERFLOW_BADLY:
         // The group's offset is past the queue's end: the store lost its tail (an unflushed
         // ASYNC_FLUSH tail after a crash). Consume from the end, as RocketMQ corrects it.
-        this.#logger?.warn(
-          {
-            group: queue.group,
-            topic: queue.physicalTopic,
-            queueId: queue.queueId,
-            from,
-            to: got.nextBeginOffset,
-          },
+        this.#jumpTo(
+          queue,
+          got.nextBeginOffset,
           "pop: the group's offset is past the end of the queue; continuing from the end",
         );
-        this.#jumpTo(queue, got.nextBeginOffset);
         return [];
       case GetMessageStatus.NO_MATCHED_LOGIC_QUEUE:
       case GetMessageStatus.NO_MESSAGE_IN_QUEUE:
@@ -667,7 +657,17 @@ export class PopMessageProcessor {
   }
 
   /** Skips the queue to `offset`: what lay before it is gone (or never was). */
-  #jumpTo(queue: PopQueue, offset: number): void {
+  #jumpTo(queue: PopQueue, offset: number, why: string): void {
+    this.#logger?.warn(
+      {
+        group: queue.group,
+        topic: queue.physicalTopic,
+        queueId: queue.queueId,
+        from: queue.readPointer,
+        to: offset,
+      },
+      why,
+    );
     for (const offsetInFlight of queue.inflight.keys())
       if (offsetInFlight < offset) queue.inflight.delete(offsetInFlight);
     for (const done of queue.done) if (done < offset) queue.done.delete(done);
@@ -730,19 +730,34 @@ export class PopMessageProcessor {
     if (handle === null || handle.brokerName !== this.#config.brokerName) {
       return { problem: 'MALFORMED', message: 'the receipt handle is not one this broker issued' };
     }
-    const physicalTopic = handle.topicType === TOPIC_TYPE_RETRY ? popRetryTopic(group, topic) : topic;
-    const queue = this.#queues.get(queueKey(group, physicalTopic, handle.queueId));
-    const entry = queue?.inflight.get(handle.offset);
-    if (queue === undefined || entry === undefined || entry.handle !== receiptHandle) {
+    const found = this.#lookup(group, topic, receiptHandle, handle);
+    if (found === null) {
       return {
         problem: 'STALE',
         message: 'the receipt handle is stale: the message was acked, delivered again, or given a new handle',
       };
     }
+    const { entry } = found;
     if (entry.reviving || (entry.visibleAt <= Date.now() && !this.#renewable(entry, Date.now()))) {
       return { problem: 'EXPIRED', message: 'the receipt handle is expired' };
     }
-    return { ok: { queue, entry } };
+    return { ok: found };
+  }
+
+  /** The in-flight entry `receiptHandle` is the current handle of, if any. */
+  #lookup(
+    group: string,
+    topic: string,
+    receiptHandle: string,
+    handle = decodeReceiptHandle(receiptHandle),
+  ): { queue: PopQueue; entry: InflightEntry } | null {
+    if (handle === null) return null;
+    const physicalTopic = handle.topicType === TOPIC_TYPE_RETRY ? popRetryTopic(group, topic) : topic;
+    const queue = this.#queues.get(queueKey(group, physicalTopic, handle.queueId));
+    const entry = queue?.inflight.get(handle.offset);
+    return queue === undefined || entry === undefined || entry.handle !== receiptHandle
+      ? null
+      : { queue, entry };
   }
 
   /** An auto-renewed entry whose client is still there: its time runs on, whatever the timer's lag. */
@@ -751,19 +766,15 @@ export class PopMessageProcessor {
   }
 
   /** Gives back messages nobody received (the call was cancelled): visible now, no attempt counted. */
-  #giveBack(popped: readonly PoppedMessage[]): void {
+  #giveBack(request: PopRequest, popped: readonly PoppedMessage[]): void {
     const now = Date.now();
     for (const p of popped) {
-      const handle = decodeReceiptHandle(p.receiptHandle);
-      if (handle === null) continue;
-      for (const queue of this.#queues.values()) {
-        const entry = queue.inflight.get(handle.offset);
-        if (entry?.handle !== p.receiptHandle) continue;
-        entry.countAttempt = false;
-        entry.renew = null;
-        entry.visibleAt = now;
-        this.#schedule(queue, entry);
-      }
+      const found = this.#lookup(request.group, request.topic, p.receiptHandle);
+      if (found === null) continue;
+      found.entry.countAttempt = false;
+      found.entry.renew = null;
+      found.entry.visibleAt = now;
+      this.#schedule(found.queue, found.entry);
     }
   }
 
@@ -773,11 +784,15 @@ export class PopMessageProcessor {
     // Acked and re-leased entries leave their tasks behind (dropped when due); when those are
     // most of the heap, it is rebuilt from the live ones, so it stays the size of what is in
     // flight rather than of everything popped in the last invisible time.
-    if (this.#revives.size >= REVIVE_HEAP_COMPACT_MIN && this.#revives.size > 2 * this.inflightCount) {
-      this.#revives.retain((task) => {
-        const live = task.queue.inflight.get(task.offset);
-        return live !== undefined && live.handle === task.handle;
-      });
+    // Looked at only each time the heap doubles (counting what is in flight visits every queue).
+    if (this.#revives.size >= this.#compactAt) {
+      if (this.#revives.size > 2 * this.inflightCount) {
+        this.#revives.retain((task) => {
+          const live = task.queue.inflight.get(task.offset);
+          return live !== undefined && live.handle === task.handle;
+        });
+      }
+      this.#compactAt = Math.max(REVIVE_HEAP_COMPACT_MIN, 2 * this.#revives.size);
     }
     this.#revives.push({ at, queue, offset: entry.offset, handle: entry.handle });
     this.#armReviveTimer();

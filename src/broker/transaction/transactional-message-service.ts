@@ -71,7 +71,8 @@ export class TransactionalMessageService {
   readonly #logger: Logger | undefined;
   readonly #config: TransactionConfig;
   readonly #open = new Map<string, OpenHalf>();
-  readonly #resolved = new Set<number>();
+  /** Half offsets of `#open`, for moving the progress over everything else. */
+  readonly #openOffsets = new Set<number>();
   #committed = 0;
   /** One past the highest half offset known here: progress never passes a half not yet tracked. */
   #knownEnd = 0;
@@ -101,13 +102,18 @@ export class TransactionalMessageService {
     const stored = this.#offsets.queryOffset(TRANSACTION_CONSUMER_GROUP, TRANS_HALF_TOPIC, 0);
     this.#committed = Math.max(stored, Math.max(0, this.#store.getMinOffsetInQueue(TRANS_HALF_TOPIC, 0)));
     // Ops first: which halves are resolved.
+    const resolved = new Set<number>();
     for (const op of await this.#readAll(TRANS_OP_HALF_TOPIC, 0)) {
       const offset = Number(op.body.toString());
-      if (Number.isSafeInteger(offset) && offset >= this.#committed) this.#resolved.add(offset);
+      if (Number.isSafeInteger(offset) && offset >= this.#committed) resolved.add(offset);
     }
     for (const half of await this.#readAll(TRANS_HALF_TOPIC, this.#committed)) {
-      this.#track(half);
       this.#knownEnd = Math.max(this.#knownEnd, half.queueOffset + 1);
+      const transactionId = half.properties[MessageConst.PROPERTY_UNIQ_CLIENT_MESSAGE_ID_KEYIDX];
+      const realTopic = half.properties[MessageConst.PROPERTY_REAL_TOPIC];
+      // Resolved, or not a half message this broker could resolve: progress moves over it.
+      if (resolved.has(half.queueOffset) || transactionId === undefined || realTopic === undefined) continue;
+      this.#track(half.queueOffset, half.commitLogOffset, transactionId, realTopic, half.storeTimestamp);
     }
     this.#advance();
     if (this.#open.size > 0)
@@ -141,16 +147,13 @@ export class TransactionalMessageService {
       result.appendResult !== undefined
     ) {
       this.#knownEnd = Math.max(this.#knownEnd, result.appendResult.queueOffset + 1);
-      this.#open.set(transactionId, {
-        offset: result.appendResult.queueOffset,
-        commitLogOffset: result.appendResult.wroteOffset,
+      this.#track(
+        result.appendResult.queueOffset,
+        result.appendResult.wroteOffset,
         transactionId,
         realTopic,
-        storeTimestamp: Date.now(),
-        checks: 0,
-        lastCheckAt: 0,
-        resolving: null,
-      });
+        Date.now(),
+      );
     }
     return result;
   }
@@ -196,24 +199,24 @@ export class TransactionalMessageService {
     }
   }
 
-  #track(half: MessageExt): void {
-    if (this.#resolved.has(half.queueOffset)) return;
-    const transactionId = half.properties[MessageConst.PROPERTY_UNIQ_CLIENT_MESSAGE_ID_KEYIDX];
-    const realTopic = half.properties[MessageConst.PROPERTY_REAL_TOPIC];
-    if (transactionId === undefined || realTopic === undefined) {
-      this.#resolved.add(half.queueOffset);
-      return;
-    }
+  #track(
+    offset: number,
+    commitLogOffset: number,
+    transactionId: string,
+    realTopic: string,
+    storeTimestamp: number,
+  ): void {
     this.#open.set(transactionId, {
-      offset: half.queueOffset,
-      commitLogOffset: half.commitLogOffset,
+      offset,
+      commitLogOffset,
       transactionId,
       realTopic,
-      storeTimestamp: half.storeTimestamp,
+      storeTimestamp,
       checks: 0,
       lastCheckAt: 0,
       resolving: null,
     });
+    this.#openOffsets.add(offset);
   }
 
   async #writeOp(half: OpenHalf): Promise<void> {
@@ -227,18 +230,14 @@ export class TransactionalMessageService {
       throw new Error(`recording the end of transaction ${half.transactionId} failed: ${put.status}`);
     }
     this.#open.delete(half.transactionId);
-    this.#resolved.add(half.offset);
+    this.#openOffsets.delete(half.offset);
     this.#advance();
   }
 
   /** Moves the half topic's progress over resolved halves. */
   #advance(): void {
     const before = this.#committed;
-    const openOffsets = new Set([...this.#open.values()].map((h) => h.offset));
-    while (this.#committed < this.#knownEnd && !openOffsets.has(this.#committed)) {
-      this.#resolved.delete(this.#committed);
-      this.#committed++;
-    }
+    while (this.#committed < this.#knownEnd && !this.#openOffsets.has(this.#committed)) this.#committed++;
     if (this.#committed !== before) {
       this.#offsets.commitOffset(TRANSACTION_CONSUMER_GROUP, TRANS_HALF_TOPIC, 0, this.#committed);
     }
