@@ -6,6 +6,7 @@ import vm from 'node:vm';
 import { BrokerController, type SendMessageInput } from '../src/broker/index.js';
 import { TimerMessageService } from '../src/broker/timer/timer-message-service.js';
 import { silentLogger, TIMER_TOPIC } from '../src/store/index.js';
+import { median } from './stats.js';
 
 /**
  * The delay section of `npm run bench` (`BENCH_ONLY=delay`): what many pending delay messages
@@ -75,8 +76,6 @@ interface Memory {
   readonly arrayBuffers: number;
 }
 
-const median = (xs: readonly number[]): number =>
-  [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)] ?? Number.NaN;
 const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
 const ratio = (n: number): string => `${n.toFixed(2)}x`;
 const mb = (bytes: number): string => (bytes / 1e6).toFixed(1);

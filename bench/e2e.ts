@@ -6,6 +6,7 @@ import { ConsumeResult, Producer, PushConsumer, SimpleConsumer } from 'rocketmq-
 import { BrokerController } from '../src/broker/index.js';
 import { GrpcServer, loadMessagingService } from '../src/grpc/index.js';
 import { silentLogger } from '../src/store/index.js';
+import { median, percentile } from './stats.js';
 
 /**
  * The end-to-end section of `npm run bench` (`BENCH_ONLY=e2e`): the official RocketMQ 5 Node client
@@ -77,15 +78,6 @@ export interface LatencyRun {
   readonly sendsPerSec: number;
   readonly p50Ms: number;
   readonly p99Ms: number;
-}
-
-const median = (xs: readonly number[]): number =>
-  [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)] ?? Number.NaN;
-
-function percentile(sorted: Float64Array, p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[index] ?? Number.NaN;
 }
 
 function medianRun(runs: readonly LatencyRun[]): LatencyRun {

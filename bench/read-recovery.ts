@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { MessageStore, silentLogger } from 'rocketmq-ts/store';
+import { median } from './stats.js';
 
 /**
  * The read side of `npm run bench`:
@@ -22,9 +23,6 @@ const BODYCRC_POSITION = 8;
 const BODY_LENGTH_POSITION_V4 = 84;
 const RECOVERY_WINDOW_BYTES = 8 * 1024 * 1024;
 const READ_BATCH = 32;
-
-const median = (xs: readonly number[]): number =>
-  [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)] ?? Number.NaN;
 
 /** Walks the records in `window[0..length)`, checking each body CRC; returns bytes consumed and count. */
 function crcRecords(window: Buffer, length: number): { consumed: number; records: number } {

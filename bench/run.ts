@@ -24,6 +24,7 @@ import { BareCopyPwrite, BareGroupCommit, bareCopyPwriteLoop } from './baselines
 import { benchDelay } from './delay.js';
 import { benchE2E, type LatencyRun as E2eRun } from './e2e.js';
 import { benchRead, benchRecovery } from './read-recovery.js';
+import { median, percentile } from './stats.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 1.5);
 const PAIRS = Number(process.env.BENCH_PAIRS ?? 9);
@@ -45,15 +46,6 @@ const BARE_FILE_BYTES = 16 * 1024 * 1024 * 1024;
 const TOPIC = 'BenchTopic';
 /** Puts the ASYNC_FLUSH producer keeps in flight. */
 const ASYNC_WINDOW = 1024;
-
-const median = (xs: readonly number[]): number =>
-  [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)] ?? Number.NaN;
-
-function percentile(sorted: Float64Array, p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[index] ?? Number.NaN;
-}
 
 /**
  * Record size of a store message of this body (same topic, no properties, IPv4 hosts): the

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { describe, it, type TestContext } from 'node:test';
+import { describe, it } from 'node:test';
 import { MessageStore, silentLogger } from '../../src/store/index.js';
 import { rawCall, rawClient } from '../support/broker-harness.js';
 import { freePort, kill, spawnBroker } from '../support/broker-process.js';
+import { tempDir } from '../support/helpers.js';
 
 /**
  * `rocketmq-ts broker` and signals: SIGTERM under load drains, flushes and removes the abort file,
@@ -13,15 +13,9 @@ import { freePort, kill, spawnBroker } from '../support/broker-process.js';
  * signal forces the exit.
  */
 
-function tempStore(t: TestContext): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rmq-signals-'));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
-
 describe('rocketmq-ts broker and signals', () => {
   it('SIGTERM under load: every acknowledged message is readable after, and the restart is a normal recovery', async (t) => {
-    const storeDir = tempStore(t);
+    const storeDir = tempDir(t, 'rmq-signals-');
     const port = await freePort();
     const child = await spawnBroker(storeDir, port);
     t.after(() => kill(child, 'SIGKILL'));
@@ -81,7 +75,7 @@ describe('rocketmq-ts broker and signals', () => {
   });
 
   it('a second signal forces the exit', async (t) => {
-    const storeDir = tempStore(t);
+    const storeDir = tempDir(t, 'rmq-signals-');
     const port = await freePort();
     const child = await spawnBroker(storeDir, port);
     t.after(() => kill(child, 'SIGKILL'));

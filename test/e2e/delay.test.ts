@@ -1,14 +1,12 @@
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { describe, it, type TestContext } from 'node:test';
+import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { MessageView } from 'rocketmq-client-nodejs';
 import type { BrokerController } from '../../src/broker/index.js';
 import { startBroker } from '../support/broker-harness.js';
 import { freePort, kill, spawnBroker } from '../support/broker-process.js';
-import { producer, receiveAll, simpleConsumer } from '../support/clients.js';
+import { detachedClients, producer, receiveAll, simpleConsumer } from '../support/clients.js';
+import { tempDir, waitUntil } from '../support/helpers.js';
 
 /**
  * Delay (timer) messages with the official client: never visible before their delivery time,
@@ -17,12 +15,6 @@ import { producer, receiveAll, simpleConsumer } from '../support/clients.js';
  */
 
 const ILLEGAL_DELIVERY_TIME = 40012;
-
-function tempStore(t: TestContext): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rmq-delay-'));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
 
 /** Every message of a topic's queues as stored (the timer's writes), with their store times. */
 async function storedIn(
@@ -47,17 +39,8 @@ async function storedIn(
   return out;
 }
 
-async function until(
-  condition: () => boolean | Promise<boolean>,
-  deadlineMs: number,
-  what: string,
-): Promise<void> {
-  const end = Date.now() + deadlineMs;
-  while (!(await condition())) {
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
+/** How often the tests look again while waiting for the broker (ms). */
+const POLL_MS = 50;
 
 describe('delay messages (official client) against the broker', () => {
   it('a message sent with a delay is not received before its time, and is soon after', async (t) => {
@@ -129,7 +112,7 @@ describe('delay messages (official client) against the broker', () => {
   });
 
   it('pending delays survive a graceful restart: none lost, none early', async (t) => {
-    const storeDir = tempStore(t);
+    const storeDir = tempDir(t, 'rmq-delay-');
     const first = await startBroker(t, { storeDir });
     const count = 2000;
     const sentAt = Date.now();
@@ -155,10 +138,11 @@ describe('delay messages (official client) against the broker', () => {
     await first.server.shutdown(1000);
     await first.broker.shutdown();
     const second = await startBroker(t, { storeDir });
-    await until(
+    await waitUntil(
       async () => (await storedIn(second.broker, 'DelayRestartTopic')).length >= count,
-      20_000,
       'every delayed message',
+      20_000,
+      POLL_MS,
     );
     const stored = await storedIn(second.broker, 'DelayRestartTopic');
     assert.deepEqual(new Set(stored.map((s) => s.id)), new Set(ids));
@@ -171,7 +155,7 @@ describe('delay messages (official client) against the broker', () => {
   });
 
   it('a recall survives a restart: the recalled message is still never delivered', async (t) => {
-    const storeDir = tempStore(t);
+    const storeDir = tempDir(t, 'rmq-delay-');
     const first = await startBroker(t, { storeDir });
     const due = Date.now() + 1500;
     const send = (id: string) =>
@@ -189,10 +173,11 @@ describe('delay messages (official client) against the broker', () => {
     await first.server.shutdown(1000);
     await first.broker.shutdown();
     const second = await startBroker(t, { storeDir });
-    await until(
+    await waitUntil(
       async () => (await storedIn(second.broker, 'RecallRestartTopic')).length >= 1,
-      10_000,
       'the kept message',
+      10_000,
+      POLL_MS,
     );
     await sleep(500);
     assert.deepEqual(
@@ -202,15 +187,11 @@ describe('delay messages (official client) against the broker', () => {
   });
 
   it('SIGKILL with pending delays: after the restart every one is delivered, none early', async (t) => {
-    const storeDir = tempStore(t);
+    const storeDir = tempDir(t, 'rmq-delay-');
     const port = await freePort();
     let child = await spawnBroker(storeDir, port);
     t.after(() => kill(child, 'SIGKILL'));
-    const closers: (() => Promise<unknown>)[] = [];
-    const clients = {
-      endpoints: `127.0.0.1:${port}`,
-      closeFirst: (close: () => Promise<unknown>) => closers.push(close),
-    };
+    const clients = detachedClients(`127.0.0.1:${port}`);
     try {
       const p = await producer(clients);
       const sentAt = Date.now();
@@ -223,7 +204,7 @@ describe('delay messages (official client) against the broker', () => {
       child = await spawnBroker(storeDir, port);
       const c = await simpleConsumer(clients, 'GID_delay_kill', { DelayKillTopic: '*' }, 1000);
       const seen = new Map<string, MessageView>();
-      await until(
+      await waitUntil(
         async () => {
           for (const m of await c.receive(32, 30_000)) {
             const due = m.deliveryTimestamp?.getTime() ?? 0;
@@ -234,12 +215,13 @@ describe('delay messages (official client) against the broker', () => {
           }
           return seen.size >= receipts.length;
         },
-        30_000,
         'every delayed message after the kill',
+        30_000,
+        POLL_MS,
       );
       assert.deepEqual(new Set(seen.keys()), new Set(receipts.map((r) => r.messageId)));
     } finally {
-      for (const close of closers.reverse()) await close().catch(() => undefined);
+      await clients.closeAll();
       await kill(child, 'SIGTERM');
     }
   });

@@ -16,7 +16,7 @@ import {
 } from '../../src/store/index.js';
 import { SimulatedDisk } from '../../src/store/io/simulated-disk.js';
 import { quietClientLogger } from '../support/broker-harness.js';
-import { prng, testSeed } from '../support/helpers.js';
+import { intBelow, mix, prng, testSeed } from '../support/helpers.js';
 
 /**
  * "A SYNC_FLUSH broker acknowledges only durable sends", end to end: the official client
@@ -85,24 +85,6 @@ function positiveIntFromEnv(name: string, fallback: number): number {
   const value = Number(raw);
   if (!Number.isSafeInteger(value) || value < 1) throw new Error(`${name} must be a whole number >= 1`);
   return value;
-}
-
-/** A 32-bit mix of the inputs (as in test/store/crash-simulated.test.ts). */
-function mix(...values: number[]): number {
-  let h = 0x811c9dc5;
-  for (const v of values) {
-    h = Math.imul(h ^ (v >>> 0), 0x01000193);
-    h ^= h >>> 16;
-    h = Math.imul(h, 0x85ebca6b);
-    h ^= h >>> 13;
-    h = Math.imul(h, 0xc2b2ae35);
-    h ^= h >>> 16;
-  }
-  return h >>> 0;
-}
-
-function intBelow(random: () => number, n: number): number {
-  return Math.floor(random() * n);
 }
 
 /** Mostly small bodies, some of a few KiB, a few up to 64 KiB: about 300 to a 1 MiB segment. */

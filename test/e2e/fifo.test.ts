@@ -1,7 +1,4 @@
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { MessageView, Producer } from 'rocketmq-client-nodejs';
@@ -9,6 +6,7 @@ import type { BrokerController } from '../../src/broker/index.js';
 import { selectQueueForMessageGroup } from '../../src/broker/queue-selector.js';
 import { startBroker } from '../support/broker-harness.js';
 import { ConsumeResult, producer, pushConsumer, receiveAll, simpleConsumer } from '../support/clients.js';
+import { tempDir, waitUntil } from '../support/helpers.js';
 
 /**
  * FIFO with the official client: messages of one message group go to one queue; a FIFO consumer
@@ -45,13 +43,8 @@ function parse(m: MessageView): { group: string; seq: number } {
   return { group, seq: Number(seq) };
 }
 
-async function until(condition: () => boolean, deadlineMs: number, what: string): Promise<void> {
-  const end = Date.now() + deadlineMs;
-  while (!condition()) {
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
+/** How often the tests look again while waiting for the broker (ms). */
+const POLL_MS = 50;
 
 describe('FIFO (official client) against the broker', () => {
   it('a message group always lands on one queue, chosen as the proxy does', async (t) => {
@@ -98,7 +91,7 @@ describe('FIFO (official client) against the broker', () => {
       delivered++;
       return ConsumeResult.SUCCESS;
     });
-    await until(() => delivered >= MESSAGE_GROUPS * PER_GROUP, 60_000, 'every message');
+    await waitUntil(() => delivered >= MESSAGE_GROUPS * PER_GROUP, 'every message', 60_000, POLL_MS);
     await sleep(500);
     for (const group of groups) {
       assert.deepEqual(
@@ -128,10 +121,11 @@ describe('FIFO (official client) against the broker', () => {
     });
     const expectedFor = (group: string): number[] =>
       Array.from({ length: PER_GROUP }, (_, i) => i).filter((i) => group !== 'bad' || i !== 3);
-    await until(
+    await waitUntil(
       () => groups.every((g) => (seen.get(g)?.length ?? 0) >= expectedFor(g).length),
-      60_000,
       'every message but the failing one',
+      60_000,
+      POLL_MS,
     );
     for (const group of groups) assert.deepEqual(seen.get(group), expectedFor(group), `${group} in order`);
     assert.ok(poisonAttempts.length >= 3, `the failing message was tried ${poisonAttempts.length} times`);
@@ -178,8 +172,7 @@ describe('FIFO (official client) against the broker', () => {
   });
 
   it('order holds across a broker restart in the middle of consumption', async (t) => {
-    const storeDir = fs.mkdtempSync(path.join(os.tmpdir(), 'rmq-fifo-restart-'));
-    t.after(() => fs.rmSync(storeDir, { recursive: true, force: true }));
+    const storeDir = tempDir(t, 'rmq-fifo-restart-');
     const first = await startBroker(t, { storeDir });
     fifoGroup(first.broker, 'GID_fifo_restart');
     const p = await producer(first);
@@ -194,14 +187,20 @@ describe('FIFO (official client) against the broker', () => {
       await sleep(2);
       return ConsumeResult.SUCCESS;
     });
-    await until(() => delivered >= (groups.length * PER_GROUP) / 3, 60_000, 'a third of the messages');
+    await waitUntil(
+      () => delivered >= (groups.length * PER_GROUP) / 3,
+      'a third of the messages',
+      60_000,
+      POLL_MS,
+    );
     await first.server.shutdown(1000);
     await first.broker.shutdown();
     await startBroker(t, { storeDir, port: first.server.port });
-    await until(
+    await waitUntil(
       () => groups.every((g) => new Set(raw.get(g) ?? []).size >= PER_GROUP),
-      60_000,
       'every message after the restart',
+      60_000,
+      POLL_MS,
     );
     for (const group of groups) {
       const seqs = raw.get(group) ?? [];

@@ -10,6 +10,7 @@ import {
   sendMany,
   simpleConsumer,
 } from '../support/clients.js';
+import { waitUntil } from '../support/helpers.js';
 
 /**
  * The official Node client's PushConsumer against the broker: many messages with none lost or
@@ -21,13 +22,8 @@ const PUSH_MESSAGES = Number(process.env.E2E_PUSH_MESSAGES ?? 10_000);
 /** How long the consumers may take for everything before the test gives up (not a timing goal). */
 const CONSUME_DEADLINE_MS = 90_000;
 
-async function until(condition: () => boolean, deadlineMs: number, what: string): Promise<void> {
-  const end = Date.now() + deadlineMs;
-  while (!condition()) {
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
+/** How often the tests look again while waiting for the broker (ms). */
+const POLL_MS = 50;
 
 describe('PushConsumer (official client) against the broker', () => {
   it(`consumes ${PUSH_MESSAGES} messages: none lost, none duplicated, every offset committed`, async (t) => {
@@ -41,7 +37,7 @@ describe('PushConsumer (official client) against the broker', () => {
       attempts.add(m.deliveryAttempt ?? -1);
       return ConsumeResult.SUCCESS;
     });
-    await until(() => seen.size >= sent.length, CONSUME_DEADLINE_MS, 'every message');
+    await waitUntil(() => seen.size >= sent.length, 'every message', CONSUME_DEADLINE_MS, POLL_MS);
     // A little longer: a duplicate would show up now.
     await sleep(1500);
     const duplicated = [...seen].filter(([, n]) => n > 1);
@@ -49,7 +45,7 @@ describe('PushConsumer (official client) against the broker', () => {
     assert.deepEqual(new Set(seen.keys()), new Set(sent));
     assert.deepEqual([...attempts], [1], 'every message was delivered once, at attempt 1');
     const broker = running.broker;
-    await until(() => broker.popMessageProcessor.inflightCount === 0, 10_000, 'the last acks');
+    await waitUntil(() => broker.popMessageProcessor.inflightCount === 0, 'the last acks', 10_000, POLL_MS);
     for (let queueId = 0; queueId < 4; queueId++) {
       assert.equal(
         broker.consumerOffsetManager.queryOffset('GID_push', 'PushTopic', queueId),
@@ -80,10 +76,20 @@ describe('PushConsumer (official client) against the broker', () => {
       consumed.add(m.messageId);
       return ConsumeResult.SUCCESS;
     });
-    await until(() => consumed.size >= good.length && poisonAttempts.length >= 3, 30_000, 'the deliveries');
+    await waitUntil(
+      () => consumed.size >= good.length && poisonAttempts.length >= 3,
+      'the deliveries',
+      30_000,
+      POLL_MS,
+    );
     // Wait for the dead letter to be written, then make sure no fourth delivery comes.
     const dlqTopic = '%DLQ%GID_dlq';
-    await until(() => running.broker.store.getMaxOffsetInQueue(dlqTopic, 0) >= 1, 10_000, 'the dead letter');
+    await waitUntil(
+      () => running.broker.store.getMaxOffsetInQueue(dlqTopic, 0) >= 1,
+      'the dead letter',
+      10_000,
+      POLL_MS,
+    );
     await sleep(1000);
     assert.deepEqual(poisonAttempts, [1, 2, 3]);
     assert.deepEqual(new Set(consumed), new Set(good));
@@ -109,8 +115,18 @@ describe('PushConsumer (official client) against the broker', () => {
       await sleep(1200);
       return ConsumeResult.SUCCESS;
     });
-    await until(() => new Set(deliveries.map(([id]) => id)).size >= sent.length, 30_000, 'every message');
-    await until(() => running.broker.popMessageProcessor.inflightCount === 0, 15_000, 'the last acks');
+    await waitUntil(
+      () => new Set(deliveries.map(([id]) => id)).size >= sent.length,
+      'every message',
+      30_000,
+      POLL_MS,
+    );
+    await waitUntil(
+      () => running.broker.popMessageProcessor.inflightCount === 0,
+      'the last acks',
+      15_000,
+      POLL_MS,
+    );
     assert.equal(deliveries.length, sent.length, `delivered more than once: ${JSON.stringify(deliveries)}`);
     assert.ok(deliveries.every(([, attempt]) => attempt === 1));
   });

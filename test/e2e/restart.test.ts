@@ -1,12 +1,9 @@
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { describe, it, type TestContext } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { describe, it } from 'node:test';
 import { startBroker } from '../support/broker-harness.js';
 import { freePort, kill, spawnBroker } from '../support/broker-process.js';
-import { ConsumeResult, producer, pushConsumer, sendMany } from '../support/clients.js';
+import { ConsumeResult, detachedClients, producer, pushConsumer, sendMany } from '../support/clients.js';
+import { tempDir, waitUntil } from '../support/helpers.js';
 
 /**
  * A broker restarted in the middle of consumption, gracefully and by SIGKILL, under the official
@@ -17,14 +14,6 @@ import { ConsumeResult, producer, pushConsumer, sendMany } from '../support/clie
 /** Messages per test; consumption is cut once a third of them came. */
 const RESTART_MESSAGES = Number(process.env.E2E_RESTART_MESSAGES ?? 3000);
 const CONSUME_DEADLINE_MS = 90_000;
-
-async function until(condition: () => boolean, deadlineMs: number, what: string): Promise<void> {
-  const end = Date.now() + deadlineMs;
-  while (!condition()) {
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 /** Consumption counts: ids seen and how often. */
 class Seen {
@@ -39,15 +28,12 @@ class Seen {
   }
 }
 
-function tempStore(t: TestContext): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rmq-restart-'));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
+/** How often the tests look again while waiting for the broker (ms). */
+const POLL_MS = 50;
 
 describe('broker restart in the middle of consumption', () => {
   it('graceful: shut down and reopened on the same store and port; nothing lost, the clients carry on', async (t) => {
-    const storeDir = tempStore(t);
+    const storeDir = tempDir(t, 'rmq-restart-');
     const first = await startBroker(t, { storeDir });
     const port = first.server.port;
     const p = await producer(first);
@@ -57,10 +43,11 @@ describe('broker restart in the middle of consumption', () => {
       seen.add(m.messageId);
       return ConsumeResult.SUCCESS;
     });
-    await until(
+    await waitUntil(
       () => seen.counts.size >= RESTART_MESSAGES / 3,
-      CONSUME_DEADLINE_MS,
       'a third of the messages',
+      CONSUME_DEADLINE_MS,
+      POLL_MS,
     );
     await first.server.shutdown(1000);
     await first.broker.shutdown();
@@ -71,10 +58,11 @@ describe('broker restart in the middle of consumption', () => {
       true,
       'a clean shutdown reopens normally',
     );
-    await until(
+    await waitUntil(
       () => seen.counts.size >= RESTART_MESSAGES,
-      CONSUME_DEADLINE_MS,
       'every message after the restart',
+      CONSUME_DEADLINE_MS,
+      POLL_MS,
     );
     assert.deepEqual(new Set(seen.counts.keys()), new Set(sent));
     assert.ok(consumedBefore < RESTART_MESSAGES, 'the restart came in the middle of consumption');
@@ -84,13 +72,12 @@ describe('broker restart in the middle of consumption', () => {
   });
 
   it('SIGKILL: the broker process killed and started again; nothing lost, the clients carry on', async (t) => {
-    const storeDir = tempStore(t);
+    const storeDir = tempDir(t, 'rmq-restart-');
     const port = await freePort();
     let child = await spawnBroker(storeDir, port);
     t.after(() => kill(child, 'SIGKILL'));
     const endpoints = `127.0.0.1:${port}`;
-    const closers: (() => Promise<unknown>)[] = [];
-    const clients = { endpoints, closeFirst: (close: () => Promise<unknown>) => closers.push(close) };
+    const clients = detachedClients(endpoints);
     try {
       const p = await producer(clients);
       const sent = await sendMany(p, 'KillTopic', RESTART_MESSAGES);
@@ -99,18 +86,20 @@ describe('broker restart in the middle of consumption', () => {
         seen.add(m.messageId);
         return ConsumeResult.SUCCESS;
       });
-      await until(
+      await waitUntil(
         () => seen.counts.size >= RESTART_MESSAGES / 3,
-        CONSUME_DEADLINE_MS,
         'a third of the messages',
+        CONSUME_DEADLINE_MS,
+        POLL_MS,
       );
       await kill(child, 'SIGKILL');
       const consumedBefore = seen.counts.size;
       child = await spawnBroker(storeDir, port);
-      await until(
+      await waitUntil(
         () => seen.counts.size >= RESTART_MESSAGES,
-        CONSUME_DEADLINE_MS,
         'every message after the kill',
+        CONSUME_DEADLINE_MS,
+        POLL_MS,
       );
       assert.deepEqual(new Set(seen.counts.keys()), new Set(sent));
       assert.ok(consumedBefore < RESTART_MESSAGES, 'the kill came in the middle of consumption');
@@ -118,7 +107,7 @@ describe('broker restart in the middle of consumption', () => {
         `SIGKILL after ${consumedBefore} of ${RESTART_MESSAGES}: ${seen.duplicates} delivered twice`,
       );
     } finally {
-      for (const close of closers.reverse()) await close().catch(() => undefined);
+      await clients.closeAll();
       await kill(child, 'SIGTERM');
     }
   });

@@ -1,15 +1,13 @@
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
 import { createRequire } from 'node:module';
-import os from 'node:os';
-import path from 'node:path';
-import { describe, it, type TestContext } from 'node:test';
+import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type MessageView, Producer } from 'rocketmq-client-nodejs';
 import type { BrokerConfig } from '../../src/broker/index.js';
 import { quietClientLogger, type RunningBroker, startBroker } from '../support/broker-harness.js';
 import { freePort, kill, spawnBroker } from '../support/broker-process.js';
-import { receiveAll, simpleConsumer } from '../support/clients.js';
+import { detachedClients, receiveAll, simpleConsumer } from '../support/clients.js';
+import { tempDir, waitUntil } from '../support/helpers.js';
 
 /**
  * Transactional messages with the official client: a half message is invisible until COMMIT
@@ -57,19 +55,8 @@ async function drain(running: RunningBroker, group: string, topic: string): Prom
   return got;
 }
 
-async function until(condition: () => boolean, deadlineMs: number, what: string): Promise<void> {
-  const end = Date.now() + deadlineMs;
-  while (!condition()) {
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
-
-function tempStore(t: TestContext): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rmq-tx-'));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
+/** How often the tests look again while waiting for the broker (ms). */
+const POLL_MS = 50;
 
 describe('transactions (official client) against the broker', () => {
   it('a committed message is visible exactly once, with its transaction id; a rolled back one never', async (t) => {
@@ -114,7 +101,12 @@ describe('transactions (official client) against the broker', () => {
       { topic: 'TxOrphanTopic', body: Buffer.from('rollback') },
       p.beginTransaction(),
     );
-    await until(() => running.broker.transactionalMessageService.openCount === 0, 10_000, 'the checks');
+    await waitUntil(
+      () => running.broker.transactionalMessageService.openCount === 0,
+      'the checks',
+      10_000,
+      POLL_MS,
+    );
     const got = await drain(running, 'GID_tx_orphan', 'TxOrphanTopic');
     assert.deepEqual(
       got.map((m) => m.messageId),
@@ -132,13 +124,18 @@ describe('transactions (official client) against the broker', () => {
       return TransactionResolution.TRANSACTION_RESOLUTION_UNSPECIFIED;
     });
     await p.send({ topic: 'TxUnknownTopic', body: Buffer.from('limbo') }, p.beginTransaction());
-    await until(() => running.broker.transactionalMessageService.openCount === 0, 15_000, 'the discard');
+    await waitUntil(
+      () => running.broker.transactionalMessageService.openCount === 0,
+      'the discard',
+      15_000,
+      POLL_MS,
+    );
     assert.equal(checks, FAST_CHECKS.transactionCheckMax);
     assert.deepEqual(await drain(running, 'GID_tx_unknown', 'TxUnknownTopic'), []);
   });
 
   it('open transactions survive a restart: committed after it, resolved by a check after it', async (t) => {
-    const storeDir = tempStore(t);
+    const storeDir = tempDir(t, 'rmq-tx-');
     const first = await startBroker(t, { storeDir, broker: { ...FAST_CHECKS, transactionTimeout: 60_000 } });
     const port = first.server.port;
     const p = await txProducer(first, 'TxRestartTopic', () => TransactionResolution.COMMIT);
@@ -153,7 +150,12 @@ describe('transactions (official client) against the broker', () => {
     const second = await startBroker(t, { storeDir, port, broker: FAST_CHECKS });
     assert.equal(second.broker.transactionalMessageService.openCount, 2, 'both half messages are open again');
     await open.commit();
-    await until(() => second.broker.transactionalMessageService.openCount === 0, 15_000, 'the orphan check');
+    await waitUntil(
+      () => second.broker.transactionalMessageService.openCount === 0,
+      'the orphan check',
+      15_000,
+      POLL_MS,
+    );
     const got = await drain(second, 'GID_tx_restart', 'TxRestartTopic');
     assert.deepEqual(
       new Set(got.map((m) => m.messageId)),
@@ -163,16 +165,12 @@ describe('transactions (official client) against the broker', () => {
   });
 
   it('SIGKILL with open transactions: after the restart, one is committed by its producer and one by a check, each visible once', async (t) => {
-    const storeDir = tempStore(t);
+    const storeDir = tempDir(t, 'rmq-tx-');
     const port = await freePort();
     const fastChecks = ['--transaction-timeout', '500', '--transaction-check-interval', '250'];
     let child = await spawnBroker(storeDir, port, fastChecks);
     t.after(() => kill(child, 'SIGKILL'));
-    const closers: (() => Promise<unknown>)[] = [];
-    const clients = {
-      endpoints: `127.0.0.1:${port}`,
-      closeFirst: (close: () => Promise<unknown>) => closers.push(close),
-    };
+    const clients = detachedClients(`127.0.0.1:${port}`);
     try {
       // The checker answers only once the broker is back: before the kill, nothing resolves.
       let answer = TransactionResolution.TRANSACTION_RESOLUTION_UNSPECIFIED;
@@ -215,7 +213,7 @@ describe('transactions (official client) against the broker', () => {
         'each committed one exactly once; the rolled back one never',
       );
     } finally {
-      for (const close of closers.reverse()) await close().catch(() => undefined);
+      await clients.closeAll();
       await kill(child, 'SIGTERM');
     }
   });

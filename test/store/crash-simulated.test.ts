@@ -16,7 +16,7 @@ import {
   silentLogger,
 } from '../../src/store/index.js';
 import { type CrashOptions, SimulatedDisk } from '../../src/store/io/simulated-disk.js';
-import { prng, testSeed } from '../support/helpers.js';
+import { intBelow, mix, prng, testSeed } from '../support/helpers.js';
 
 /**
  * Simulated power loss, thousands of times: every crash point runs a store on a SimulatedDisk
@@ -155,24 +155,6 @@ const LEVELS: readonly Level[] = [
 ];
 
 // ---- seeds ----
-
-/** A 32-bit mix of the inputs (murmur3's finaliser over a running hash). */
-function mix(...values: number[]): number {
-  let h = 0x811c9dc5;
-  for (const v of values) {
-    h = Math.imul(h ^ (v >>> 0), 0x01000193);
-    h ^= h >>> 16;
-    h = Math.imul(h, 0x85ebca6b);
-    h ^= h >>> 13;
-    h = Math.imul(h, 0xc2b2ae35);
-    h ^= h >>> 16;
-  }
-  return h >>> 0;
-}
-
-function intBelow(random: () => number, n: number): number {
-  return Math.floor(random() * n);
-}
 
 // ---- messages and the model of what was put ----
 

@@ -81,20 +81,8 @@ export async function pushConsumer(
     messageListener: { consume },
   });
   await c.startup();
-  running.closeFirst(async () => {
-    await c.shutdown();
-    closeConsumeServiceLogger(c);
-  });
+  running.closeFirst(() => c.shutdown());
   return c;
-}
-
-/**
- * The client's consume service opens its own file logger (egg-logger, with a 1 s flush interval
- * that keeps the process alive) and never closes it; close it so a test run can exit.
- */
-export function closeConsumeServiceLogger(c: PushConsumer): void {
-  const service = c.getConsumeService() as unknown as { logger?: { close?: () => void } } | undefined;
-  service?.logger?.close?.();
 }
 
 /** Sends `count` messages, `window` at a time; returns their ids in send order. */
@@ -110,6 +98,23 @@ export async function sendMany(p: Producer, topic: string, count: number, window
     }),
   );
   return ids;
+}
+
+/**
+ * Clients of a broker the harness did not start (a child process that tests kill and restart):
+ * `closeFirst` registers each, `closeAll` shuts them down, newest first.
+ */
+export function detachedClients(endpoints: string): Pick<RunningBroker, 'endpoints' | 'closeFirst'> & {
+  closeAll(): Promise<void>;
+} {
+  const closers: (() => Promise<unknown>)[] = [];
+  return {
+    endpoints,
+    closeFirst: (close) => closers.push(close),
+    closeAll: async () => {
+      for (const close of closers.reverse()) await close().catch(() => undefined);
+    },
+  };
 }
 
 export { ConsumeResult };

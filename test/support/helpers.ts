@@ -62,6 +62,25 @@ export function testSeed(): number {
   return fromEnv === undefined ? Math.floor(Math.random() * 2 ** 31) : Number(fromEnv);
 }
 
+/** A 32-bit mix of the inputs (murmur3's finaliser over a running hash): seeds derived from a seed. */
+export function mix(...values: number[]): number {
+  let h = 0x811c9dc5;
+  for (const v of values) {
+    h = Math.imul(h ^ (v >>> 0), 0x01000193);
+    h ^= h >>> 16;
+    h = Math.imul(h, 0x85ebca6b);
+    h ^= h >>> 13;
+    h = Math.imul(h, 0xc2b2ae35);
+    h ^= h >>> 16;
+  }
+  return h >>> 0;
+}
+
+/** A whole number in [0, n) from `random`. */
+export function intBelow(random: () => number, n: number): number {
+  return Math.floor(random() * n);
+}
+
 /** A small deterministic PRNG (mulberry32) for seeded tests: the store's own. */
 export { mulberry32 as prng } from '../../src/store/io/seeded-random.js';
 
@@ -70,10 +89,15 @@ export function tick(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
 
-export async function waitUntil(condition: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+export async function waitUntil(
+  condition: () => boolean | Promise<boolean>,
+  what: string,
+  timeoutMs = 10_000,
+  pollMs = 1,
+): Promise<void> {
   const start = performance.now();
-  while (!condition()) {
+  while (!(await condition())) {
     if (performance.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 1));
+    await new Promise((resolve) => setTimeout(resolve, pollMs));
   }
 }
