@@ -7,6 +7,7 @@ import {
   PutMessageStatus,
   TIMER_TOPIC,
 } from '../store/index.js';
+import { AdminBrokerProcessor } from './admin/admin-broker-processor.js';
 import { ConsumerOffsetManager } from './consumer-offset-manager.js';
 import { BrokerError } from './errors.js';
 import { MessageConst, RESERVED_PROPERTY_KEYS } from './message-const.js';
@@ -211,6 +212,8 @@ export class BrokerController {
   readonly popMessageProcessor: PopMessageProcessor;
   readonly timerMessageService: TimerMessageService;
   readonly transactionalMessageService: TransactionalMessageService;
+  /** The operator's requests: topics, groups, offsets (RocketMQ's AdminBrokerProcessor). */
+  readonly adminProcessor: AdminBrokerProcessor;
   readonly #logger: Logger | undefined;
   readonly #metrics: BrokerMetrics | null;
   /** Round robin over a topic's write queues (the proxy's SendMessageQueueSelector). */
@@ -264,6 +267,7 @@ export class BrokerController {
         transactionCheckMax: config.transactionCheckMax,
       },
     });
+    this.adminProcessor = new AdminBrokerProcessor(this);
     // RocketMQ persists consumer offsets on a timer: a crash loses at most this interval of
     // acks, and those messages are delivered again.
     this.#offsetFlushTimer = setInterval(() => this.#persistOffsets(), config.flushConsumerOffsetInterval);

@@ -162,6 +162,17 @@ export class ConsumerOffsetManager {
     }
   }
 
+  /** Forgets every group's offsets on `topic` (the topic was deleted; RocketMQ's `cleanOffsetByTopic`). */
+  removeOffsetsOfTopic(topic: string): void {
+    const prefix = `${topic}${TOPIC_GROUP_SEPARATOR}`;
+    for (const key of [...this.#table.entries.keys()]) {
+      if (key.startsWith(prefix)) {
+        this.#table.entries.delete(key);
+        this.#dirty = true;
+      }
+    }
+  }
+
   /**
    * Writes the table when something changed since the last persist; returns whether it wrote.
    * The dirty flag is cleared only after the write succeeded, so a failed persist is retried.

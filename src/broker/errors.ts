@@ -18,7 +18,15 @@ export type BrokerErrorCode =
   /** A subscription group name or config the broker refuses. */
   | 'ERR_INVALID_GROUP'
   /** Any other argument out of range or of the wrong type (the message names it). */
-  | 'ERR_INVALID_ARGUMENT';
+  | 'ERR_INVALID_ARGUMENT'
+  /** An admin request names a topic the broker does not have. */
+  | 'ERR_TOPIC_NOT_FOUND'
+  /** An admin request would create a topic that exists already. */
+  | 'ERR_TOPIC_EXISTS'
+  /** An admin request names a consumer group the broker does not know. */
+  | 'ERR_GROUP_NOT_FOUND'
+  /** An admin request would change a topic the broker owns (TBW102, retry, DLQ, rmq_sys_*). */
+  | 'ERR_SYSTEM_TOPIC';
 
 export class BrokerError extends Error {
   override readonly name = 'BrokerError';

@@ -3,6 +3,19 @@
  * Nothing here knows of gRPC.
  */
 export type {
+  GroupDescription,
+  GroupQueueProgress,
+  GroupSummary,
+  OffsetReset,
+  ResetTarget,
+  TopicChange,
+  TopicDescription,
+  TopicQueueOffsets,
+  TopicSummary,
+  TopicUpdate,
+} from './admin/admin-broker-processor.js';
+export { AdminBrokerProcessor } from './admin/admin-broker-processor.js';
+export type {
   BrokerConfig,
   BrokerOpenOptions,
   BrokerStatus,
@@ -42,13 +55,15 @@ export type { ReceiptHandle } from './pop/receipt-handle.js';
 export { decodeReceiptHandle, encodeReceiptHandle } from './pop/receipt-handle.js';
 export type { SubscriptionGroupConfig } from './subscription-group-manager.js';
 export { SubscriptionGroupManager, validateGroupName } from './subscription-group-manager.js';
-export type { TopicConfig } from './topic-config-manager.js';
+export type { TopicConfig, TopicMessageType } from './topic-config-manager.js';
 export {
   isReadable,
   isSystemTopic,
   isWriteable,
+  PERM_INHERIT,
   PERM_READ,
   PERM_WRITE,
+  TOPIC_MESSAGE_TYPES,
   TopicConfigManager,
   validateTopicName,
 } from './topic-config-manager.js';

@@ -4,6 +4,7 @@
  * commander. Exit codes: 0 done, 1 failed (or damage found), 2 bad usage or configuration.
  */
 import { Command } from 'commander';
+import { registerAdminCommands } from './admin-commands.js';
 import { registerBrokerCommand } from './broker-command.js';
 import { registerStoreCommand } from './store-command.js';
 
@@ -11,6 +12,7 @@ const program = new Command('rocketmq-ts').description('A RocketMQ-compatible me
 
 registerBrokerCommand(program);
 registerStoreCommand(program);
+registerAdminCommands(program);
 
 program.parseAsync().catch((err: unknown) => {
   console.error(`rocketmq-ts: ${(err as Error).message}`);

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import type { BrokerController } from '../broker/index.js';
 import type { Logger } from '../store/index.js';
+import { createAdminService } from './admin-service.js';
 import { createMessagingService } from './messaging-service.js';
 import { loadMessagingService } from './proto.js';
 import type { TelemetrySessions } from './telemetry.js';
@@ -31,6 +32,8 @@ export interface GrpcServerOptions {
   readonly tls?: { readonly certFile: string; readonly keyFile: string };
   /** The long poll push consumers are told to use (ms); the proxy's is 20 s. */
   readonly pushLongPollingTimeoutMs?: number;
+  /** Serve the operator's AdminService (topics, groups, offsets) on the same port. Default true. */
+  readonly adminService?: boolean;
 }
 
 export class GrpcServer {
@@ -72,6 +75,10 @@ export class GrpcServer {
       pushLongPollingTimeoutMs: options.pushLongPollingTimeoutMs ?? 20_000,
     });
     server.addService(loadMessagingService(), implementation);
+    if (options.adminService !== false) {
+      const admin = createAdminService({ broker: options.broker, logger: options.logger });
+      server.addService(admin.definition, admin.implementation);
+    }
     self = new GrpcServer(server, telemetry, options.logger, host, options.broker);
     const credentials =
       options.tls === undefined

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { StoreMetricsObserver } from '../../store/store-metrics.js';
+import { consumerProgress, queueLag } from '../admin/admin-broker-processor.js';
 import type { BrokerController } from '../broker-controller.js';
 
 /**
@@ -219,21 +220,11 @@ function diskOf(dir: string): { used: number; total: number } | null {
 function consumerLag(
   broker: BrokerController,
 ): { labels: { group: string; topic: string; queue_id: string }; value: number }[] {
-  const committed = new Map<string, { group: string; topic: string; queueId: number; offset: number }>();
-  const note = (group: string, topic: string, queueId: number, offset: number): void => {
-    committed.set(`${group}\u0000${topic}\u0000${queueId}`, { group, topic, queueId, offset });
-  };
-  broker.consumerOffsetManager.forEachOffset(note);
-  // The pop engine's committed offset is the newer one (and exists before the first ack).
-  broker.popMessageProcessor.forEachQueue(note);
-  const store = broker.store;
   const lags: { labels: { group: string; topic: string; queue_id: string }; value: number }[] = [];
-  for (const { group, topic, queueId, offset } of committed.values()) {
-    const max = store.getMaxOffsetInQueue(topic, queueId);
-    const min = Math.max(0, store.getMinOffsetInQueue(topic, queueId));
+  for (const { group, topic, queueId, offset } of consumerProgress(broker).values()) {
     lags.push({
       labels: { group, topic, queue_id: String(queueId) },
-      value: Math.max(0, max - Math.max(offset, min)),
+      value: queueLag(broker, topic, queueId, offset).lag,
     });
   }
   return lags;

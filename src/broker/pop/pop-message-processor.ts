@@ -475,6 +475,43 @@ export class PopMessageProcessor {
     return released;
   }
 
+  /**
+   * An operator's reset (RocketMQ's `resetOffset`): the group reads `topic`/`queueId` from
+   * `offset` on, backwards or forwards. It runs between pops of the queue, never beside one.
+   * What the group has in flight there is forgotten: those handles answer stale, and the
+   * messages come again from the new offset like any other. Returns the offset it replaced.
+   */
+  resetOffset(group: string, topic: string, queueId: number, offset: number): Promise<number> {
+    assert.ok(Number.isSafeInteger(offset) && offset >= 0, `reset to a bad offset ${offset}`);
+    const queue = this.#queue(group, topic, topic, queueId);
+    return queue.serialize(async () => {
+      const previous = queue.initialized
+        ? queue.committed
+        : Math.max(0, this.#offsets.queryOffset(group, topic, queueId));
+      queue.inflight.clear();
+      queue.done.clear();
+      queue.fifoAttempts.clear();
+      queue.committed = offset;
+      queue.readPointer = offset;
+      queue.initialized = true;
+      this.#offsets.commitOffset(group, topic, queueId, offset, { force: true });
+      this.#logger?.info({ group, topic, queueId, from: previous, to: offset }, 'consumer offset reset');
+      // Pollers parked on this topic look again: there may be messages to read now.
+      this.#wake(topic);
+      return previous;
+    });
+  }
+
+  /** Forgets every queue state of `topic` (the topic was deleted), for all groups. */
+  forgetTopic(topic: string): void {
+    for (const [key, queue] of this.#queues) {
+      if (queue.originTopic !== topic) continue;
+      queue.inflight.clear();
+      this.#queues.delete(key);
+    }
+    this.#wake(topic);
+  }
+
   /** Stops revives and wakes every poller (they answer with what they have). */
   shutdown(): void {
     this.#closed = true;
