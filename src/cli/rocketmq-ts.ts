@@ -6,12 +6,14 @@
 import { Command } from 'commander';
 import { registerAdminCommands } from './admin-commands.js';
 import { registerBrokerCommand } from './broker-command.js';
+import { registerClientCommands } from './client-commands.js';
 import { registerStoreCommand } from './store-command.js';
 
 const program = new Command('rocketmq-ts').description('A RocketMQ-compatible message broker for Node.js');
 
 registerBrokerCommand(program);
 registerStoreCommand(program);
+registerClientCommands(program);
 registerAdminCommands(program);
 
 program.parseAsync().catch((err: unknown) => {
