@@ -6,10 +6,18 @@
 import os from 'node:os';
 import path from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
-import pino from 'pino';
 import { BrokerController, BrokerMetrics, type MetricsServer, startMetricsServer } from '../broker/index.js';
 import { DEFAULT_LISTEN_HOST, DEFAULT_LISTEN_PORT, GrpcServer } from '../grpc/index.js';
 import { type EffectiveConfig, formatConfig, resolveConfig, splitConfig } from './broker-config.js';
+import {
+  createBrokerLogger,
+  defaultLogFormat,
+  type LogFormat,
+  type LogLevel,
+  logFormatOption,
+  logLevelOption,
+} from './broker-logger.js';
+import { startProgressOnFirstUpdate } from './progress.js';
 
 export function parseListen(value: string): { host: string; port: number } {
   const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(value);
@@ -65,6 +73,10 @@ export function registerBrokerCommand(program: Command): void {
     )
     .option('--no-auto-create-topic', 'refuse unknown topics (TOPIC_NOT_FOUND)')
     .option('--no-auto-create-group', 'refuse unknown consumer groups (CONSUMER_GROUP_NOT_FOUND)')
+    .option(
+      '--no-admin',
+      'do not serve the AdminService (rocketmq-ts topic/group) on the client port: clients that can reach the broker can otherwise change its topics and offsets',
+    )
     .option('--tls-cert <file>', 'PEM certificate: serve TLS (with --tls-key)')
     .option('--tls-key <file>', 'PEM private key')
     .option(
@@ -82,6 +94,8 @@ export function registerBrokerCommand(program: Command): void {
       'serve Prometheus metrics at http://HOST:PORT/metrics (off by default)',
       parseListen,
     )
+    .addOption(logLevelOption())
+    .addOption(logFormatOption())
     .addHelpText(
       'after',
       '\nConfiguration: defaults, then the --config file, then ROCKETMQ_<KEY> environment variables\n' +
@@ -99,11 +113,14 @@ export function registerBrokerCommand(program: Command): void {
         flushDiskType?: 'SYNC_FLUSH' | 'ASYNC_FLUSH';
         autoCreateTopic: boolean;
         autoCreateGroup: boolean;
+        admin: boolean;
         tlsCert?: string;
         tlsKey?: string;
         transactionTimeout?: number;
         transactionCheckInterval?: number;
         metricsListen?: { host: string; port: number };
+        logLevel: LogLevel;
+        logFormat?: LogFormat;
       }) => {
         const given = (name: string): boolean => command.getOptionValueSource(name) === 'cli';
         let effective: EffectiveConfig;
@@ -134,19 +151,27 @@ export function registerBrokerCommand(program: Command): void {
           return;
         }
         const { store: storeConfig, broker: brokerConfig } = splitConfig(effective);
-        const logger = pino({ name: 'rocketmq-ts' });
+        const logger = createBrokerLogger({
+          level: options.logLevel,
+          format: options.logFormat ?? defaultLogFormat(process.stdout),
+        });
         if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) {
           program.error('--tls-cert and --tls-key go together');
         }
         const metrics = options.metricsListen === undefined ? undefined : new BrokerMetrics();
+        // A recovery after a crash may scan gigabytes: show how far it got (stderr; nothing for a
+        // store without a commit log).
+        const recoveryProgress = startProgressOnFirstUpdate({ label: 'recovery', unit: 'bytes' });
         const broker = await BrokerController.open({
           store: storeConfig,
           broker: brokerConfig,
           logger,
+          storeOptions: { onRecoveryProgress: recoveryProgress.update },
           ...(metrics === undefined ? {} : { metrics }),
-        });
+        }).finally(() => recoveryProgress.finish());
         let server: GrpcServer;
         let metricsServer: MetricsServer | null = null;
+        let metricsUrl: string | null = null;
         try {
           if (metrics !== undefined && options.metricsListen !== undefined) {
             metricsServer = await startMetricsServer({
@@ -154,14 +179,13 @@ export function registerBrokerCommand(program: Command): void {
               host: options.metricsListen.host,
               port: options.metricsListen.port,
             });
-            logger.info(
-              { metrics: `http://${options.metricsListen.host}:${metricsServer.port}/metrics` },
-              'serving Prometheus metrics',
-            );
+            metricsUrl = `http://${options.metricsListen.host}:${metricsServer.port}/metrics`;
+            logger.info({ metrics: metricsUrl }, 'serving Prometheus metrics');
           }
           server = await GrpcServer.start({
             broker,
             logger,
+            adminService: options.admin,
             host: options.listen.host,
             port: options.listen.port,
             ...(options.advertise === undefined
@@ -176,18 +200,6 @@ export function registerBrokerCommand(program: Command): void {
           await broker.shutdown();
           throw err;
         }
-        const { host, port } = server.advertisedEndpoint;
-        logger.info(
-          {
-            endpoint: `${host}:${port}`,
-            storePath: storeConfig.storePathRootDir,
-            flushDiskType: storeConfig.flushDiskType,
-            configSources: Object.fromEntries(
-              Object.entries(effective.sources).filter(([, source]) => source !== 'default'),
-            ),
-          },
-          `broker accepting clients on ${options.listen.host}:${server.port}`,
-        );
         let stopping = false;
         const stop = (signal: string): void => {
           if (stopping) {
@@ -196,21 +208,57 @@ export function registerBrokerCommand(program: Command): void {
             process.exit(EXIT_FORCED);
           }
           stopping = true;
+          const shutdownBegin = performance.now();
           logger.info({ signal }, 'shutting down');
+          // Where the log ended and how much of it is on disk: after a clean stop the two are
+          // equal, and the next start recovers up to there. Read once the store has shut down
+          // (its segments are closed; the offsets stay readable).
+          const finalState = (): Record<string, number> => ({
+            durationMs: Math.round(performance.now() - shutdownBegin),
+            commitLogMaxOffset: broker.store.getMaxPhyOffset(),
+            commitLogFlushedOffset: broker.store.getCommitLog().mappedFileQueue.flushedWhere,
+          });
+          // The logger writes synchronously (broker-logger.ts): these last lines are out before
+          // the process exits.
           server
             .shutdown()
             .then(() => metricsServer?.close())
             .then(() => broker.shutdown())
             .then(
-              () => logger.info('stopped cleanly'),
+              () => logger.info(finalState(), 'stopped cleanly'),
               (err: unknown) => {
-                logger.error({ err }, 'shutdown failed');
+                logger.error({ err, ...finalState() }, 'shutdown failed');
                 process.exitCode = 1;
               },
             );
         };
         process.on('SIGINT', () => stop('SIGINT'));
         process.on('SIGTERM', () => stop('SIGTERM'));
+        // The configuration summary: what an operator checks first when a broker misbehaves. The
+        // store's values as it runs with them; every key not at its default, with where it came from.
+        // Logged only now, with the signal handlers in place: the line is written synchronously, and
+        // a supervisor that signals the broker as soon as it reads it must get a clean shutdown.
+        const { host, port } = server.advertisedEndpoint;
+        const storeInUse = broker.store.getMessageStoreConfig();
+        logger.info(
+          {
+            brokerName: broker.config.brokerName,
+            storePathRootDir: storeInUse.storePathRootDir,
+            flushDiskType: storeInUse.flushDiskType,
+            mappedFileSizeCommitLog: storeInUse.mappedFileSizeCommitLog,
+            listen: `${options.listen.host}:${server.port}`,
+            endpoint: `${host}:${port}`,
+            tls: options.tlsCert !== undefined,
+            metrics: metricsUrl,
+            logLevel: options.logLevel,
+            overrides: Object.fromEntries(
+              Object.entries(effective.sources)
+                .filter(([, source]) => source !== 'default')
+                .map(([key, source]) => [key, { value: effective.values[key], source }]),
+            ),
+          },
+          `broker accepting clients on ${options.listen.host}:${server.port}`,
+        );
       },
     );
 }

@@ -1,10 +1,12 @@
 import type { Command } from 'commander';
 import { inspectStore, type StoreInspection } from '../store/index.js';
+import { type Progress, startProgress } from './progress.js';
 
 /**
  * `rocketmq-ts store inspect DIR` and `rocketmq-ts store verify DIR`: a store directory looked
  * at offline, read only (no lock, no recovery), so also the directory of a running or crashed
- * broker. Exit codes: 0 healthy, 1 damage found, 2 the directory cannot be read.
+ * broker. Exit codes: 0 healthy, 1 damage found, 2 the directory cannot be read. `verify` shows
+ * its progress on stderr (a bar on a terminal, else a line a second); stdout has only the result.
  */
 
 const EXIT_DAMAGED = 1;
@@ -36,10 +38,12 @@ export function registerStoreCommand(program: Command): void {
     .option('--json', 'print the problems as JSON')
     .addHelpText(
       'after',
-      '\nExits 0 when the store is healthy, 1 when it is damaged (each problem names its file and offset).\n\nExample:\n  $ rocketmq-ts store verify ~/store',
+      '\nExits 0 when the store is healthy, 1 when it is damaged (each problem names its file and offset).\n' +
+        'Progress goes to stderr: a bar on a terminal, otherwise a line a second ("verify: 42% (1234/2900 MiB)").\n\n' +
+        'Examples:\n  $ rocketmq-ts store verify ~/store\n  $ rocketmq-ts store verify ~/store --json 2>/dev/null | jq .ok',
     )
     .action((dir: string, options: { json?: boolean }) => {
-      const inspection = inspectOrExit(dir, false);
+      const inspection = inspectOrExit(dir, false, 'verify');
       const { problems } = inspection;
       if (options.json === true) {
         process.stdout.write(`${JSON.stringify({ ok: problems.length === 0, problems }, null, 2)}\n`);
@@ -58,12 +62,24 @@ export function registerStoreCommand(program: Command): void {
     });
 }
 
-function inspectOrExit(dir: string, records: boolean): StoreInspection {
+/** Inspects `dir`, showing progress on stderr under `progressLabel` when one is given. */
+function inspectOrExit(dir: string, records: boolean, progressLabel?: string): StoreInspection {
+  let progress: Progress | null = null;
+  const onProgress = (done: number, total: number): void => {
+    progress ??= startProgress({ label: progressLabel ?? 'inspect', total, unit: 'bytes' });
+    progress.update(done, total);
+  };
+  const finishProgress = (): void => progress?.finish();
   try {
-    return inspectStore(dir, { records });
+    return inspectStore(dir, { records, ...(progressLabel === undefined ? {} : { onProgress }) });
   } catch (err) {
+    // Before the exit: a bar left running would leave the terminal's cursor hidden.
+    finishProgress();
     process.stderr.write(`cannot inspect ${dir}: ${(err as Error).message}\n`);
     process.exit(EXIT_UNREADABLE);
+  } finally {
+    // Stops the bar's redraw timer, which would otherwise keep the process alive.
+    finishProgress();
   }
 }
 

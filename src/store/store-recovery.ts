@@ -66,6 +66,14 @@ function splitQueueKey(key: string): [string, number] {
 
 /** Last units checked per queue at open after a clean shutdown. */
 const TAIL_UNITS_VERIFIED_MAX = 16;
+/**
+ * The commit log scan reports progress at most every this many bytes: a handful of calls per
+ * 1 GiB segment's worth, never one per record.
+ */
+export const RECOVERY_PROGRESS_STEP_BYTES = 4 * 1024 * 1024;
+
+/** Told how far the commit log scan got: bytes from where it began, of the bytes it may cover. */
+export type RecoveryProgressListener = (doneBytes: number, totalBytes: number) => void;
 
 /**
  * Checks each queue's last units against the records they point to (valid, CRC included, this
@@ -117,6 +125,15 @@ function verifyQueueTails(
   return { unitsDropped, queues };
 }
 
+/** Bytes from `scanStart` to the end of the last segment: what the scan may cover at most. */
+function scanTotalBytes(commitLog: CommitLog, scanStart: number): number {
+  const files = commitLog.mappedFileQueue.getMappedFiles();
+  const last = files[files.length - 1];
+  return last === undefined
+    ? 0
+    : Math.max(0, last.fileFromOffset + commitLog.mappedFileQueue.mappedFileSize - scanStart);
+}
+
 function totalUnits(consumeQueues: ConsumeQueueStore): number {
   let units = 0;
   for (const queue of consumeQueues.all()) units += queue.getWrittenOffsetInQueue();
@@ -134,8 +151,16 @@ export async function recoverStore(options: {
   readonly consumeQueues: ConsumeQueueStore;
   readonly checkpoint: StoreCheckpoint;
   readonly logger: Logger;
+  /**
+   * Progress of the commit log scan (the long part of a recovery after a crash): first
+   * `(0, total)` where `total` is the bytes from the scan's start to the end of the last
+   * segment (an upper bound: the data may end sooner, the last segment is often a pre-created
+   * empty one), then at most every `RECOVERY_PROGRESS_STEP_BYTES`, then once `(end, end)` with
+   * `end` the bytes the scan actually covered. Not called when there is no commit log.
+   */
+  readonly onProgress?: RecoveryProgressListener;
 }): Promise<StoreRecoveryResult> {
-  const { lastExitOK, commitLog, consumeQueues, checkpoint, logger } = options;
+  const { lastExitOK, commitLog, consumeQueues, checkpoint, logger, onProgress } = options;
   const table = consumeQueues.readTable();
   const queuesReset = consumeQueues.load();
   const queuesLoaded = consumeQueues.all().length;
@@ -186,6 +211,9 @@ export async function recoverStore(options: {
   // deleted: with the log still starting at 0, every queue starts at queue offset 0.
   const minPhyOffset = Math.max(0, commitLog.getMinOffset());
   let scanStartsAtLogStart = false;
+  /** Where the scan began, and where in it progress was last reported (both commit log offsets). */
+  let scanStart = -1;
+  let progressReportedAt = 0;
   // Units rebuilt during the scan are written to their files in the background, between windows
   // (one commit at a time), rather than all after it.
   const background: { commit: Promise<void> | null; error: unknown } = { commit: null, error: null };
@@ -207,8 +235,22 @@ export async function recoverStore(options: {
       afterWindow: commitInBackground,
       onScanStart: (fromOffset) => {
         scanStartsAtLogStart = fromOffset <= minPhyOffset && minPhyOffset > 0;
+        scanStart = fromOffset;
+        progressReportedAt = fromOffset;
+        onProgress?.(0, scanTotalBytes(commitLog, fromOffset));
       },
-      onRecord: (record, window) => dispatchOrNoteGap(record, window, scanStartsAtLogStart),
+      onRecord:
+        onProgress === undefined
+          ? (record, window) => dispatchOrNoteGap(record, window, scanStartsAtLogStart)
+          : (record, window) => {
+              dispatchOrNoteGap(record, window, scanStartsAtLogStart);
+              // A comparison per record; a call only every few MiB (the listener may draw).
+              const at = record.physicalOffset + record.size;
+              if (at - progressReportedAt >= RECOVERY_PROGRESS_STEP_BYTES) {
+                progressReportedAt = at;
+                onProgress(at - scanStart, scanTotalBytes(commitLog, scanStart));
+              }
+            },
     });
   } finally {
     // Never left writing after the open returns or fails.
@@ -217,6 +259,11 @@ export async function recoverStore(options: {
   if (background.error !== null) throw background.error;
   const scanFromOffset = commitLogReport.scanFromOffset;
   const processOffset = commitLogReport.maxPhyOffset;
+  if (onProgress !== undefined && scanStart >= 0) {
+    // The scan is over: the total becomes what it covered (the upper bound may have been more).
+    const scanned = Math.max(0, processOffset - scanStart);
+    onProgress(scanned, scanned);
+  }
 
   // The commit log's recovery can no longer refuse: files may change now.
   for (const queue of consumeQueues.all()) queue.applyPendingDiscard();

@@ -12,8 +12,9 @@ import type {
   TopicSummary,
 } from '../../src/broker/index.js';
 import { startBroker } from '../support/broker-harness.js';
-import { freePort } from '../support/broker-process.js';
-import { producer, receiveAll, sendMany, simpleConsumer } from '../support/clients.js';
+import { freePort, kill, spawnBroker } from '../support/broker-process.js';
+import { detachedClients, producer, receiveAll, sendMany, simpleConsumer } from '../support/clients.js';
+import { tempDir } from '../support/helpers.js';
 
 /**
  * `rocketmq-ts topic` and `rocketmq-ts group`, run as an operator runs them: the built binary
@@ -163,12 +164,12 @@ describe('rocketmq-ts topic (the built CLI against a running broker)', () => {
       [['topic', 'create', 'TooMany', '-q', '5000', ...at], 1, /ERR_INVALID_TOPIC: .*readQueueNums/],
       [
         ['topic', 'create', 'X', '--perm', 'rwz', ...at],
-        1,
+        2,
         /option '-p, --perm <perm>' argument 'rwz' is invalid/,
       ],
       [
         ['topic', 'create', 'X', '-t', 'BULK', ...at],
-        1,
+        2,
         /Allowed choices are NORMAL, FIFO, DELAY, TRANSACTION, MIXED/,
       ],
       [['topic', 'update', 'NoSuchTopic', '-q', '2', ...at], 1, /ERR_TOPIC_NOT_FOUND: no topic NoSuchTopic/],
@@ -180,17 +181,17 @@ describe('rocketmq-ts topic (the built CLI against a running broker)', () => {
       ],
       [
         ['group', 'reset-offset', 'G', '--topic', 'T', '--to', 'yesterday', ...at],
-        1,
+        2,
         /option '--to <target>' argument 'yesterday' is invalid/,
       ],
       [
         ['group', 'reset-offset', 'G', '--to', 'latest', ...at],
-        1,
+        2,
         /required option '--topic <topic>' not specified/,
       ],
       [
         ['topic', 'list', '--endpoint', 'nohostport'],
-        1,
+        2,
         /--endpoint <host:port>' argument 'nohostport' is invalid/,
       ],
     ];
@@ -208,6 +209,20 @@ describe('rocketmq-ts topic (the built CLI against a running broker)', () => {
     assert.ok(Date.now() - began < 15_000);
     // The broker kept serving through all of it.
     assert.equal((await json<TopicSummary[]>('topic', 'list', ...at)).length >= 0, true);
+  });
+
+  it('finds no admin service on a broker started with --no-admin, which still serves clients', async (t) => {
+    const port = await freePort();
+    const child = await spawnBroker(tempDir(t), port, ['--no-admin']);
+    t.after(() => kill(child, 'SIGKILL'));
+    const refused = await run('topic', 'list', '--endpoint', `127.0.0.1:${port}`);
+    assert.equal(refused.status, 1);
+    assert.match(refused.stderr, /serves no admin service \(started with --no-admin/);
+    const clients = detachedClients(`127.0.0.1:${port}`);
+    const p = await producer(clients);
+    assert.equal((await sendMany(p, 'StillServing', 3)).length, 3);
+    await clients.closeAll();
+    await kill(child, 'SIGTERM');
   });
 
   it('has --help with examples on every command', async () => {

@@ -16,6 +16,14 @@ const BIN = fileURLToPath(new URL('../../dist/cli/rocketmq-ts.js', import.meta.u
 const SEGMENT_BYTES = 64 * 1024;
 const MESSAGES = 300;
 
+/** Every file under `dir`, recursively. */
+function filesUnder(dir: string): string[] {
+  return fs
+    .readdirSync(dir, { withFileTypes: true, recursive: true })
+    .filter((entry) => entry.isFile())
+    .map((entry) => path.join(entry.parentPath, entry.name));
+}
+
 function run(...args: string[]): { status: number | null; stdout: string; stderr: string } {
   const result = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8' });
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
@@ -132,6 +140,44 @@ describe('rocketmq-ts store (the built CLI)', () => {
     const result = run('store', 'verify', missing);
     assert.equal(result.status, 2);
     assert.match(result.stderr, /is not a directory/);
+  });
+
+  it('verify: progress on stderr as plain lines (no terminal), ending at 100% of the bytes walked; stdout unchanged', async (t) => {
+    const { root } = await healthyStore(t);
+    const result = run('store', 'verify', root);
+    assert.equal(result.status, 0, result.stdout + result.stderr);
+    assert.match(
+      result.stdout,
+      new RegExp(`^ok: ${MESSAGES} records in \\d+ segments, ${MESSAGES} consume queue units`),
+    );
+    assert.equal(result.stdout.split('\n').length, 2, 'one line of result on stdout, nothing else');
+    const lines = result.stderr.split('\n').filter((line) => line !== '');
+    assert.ok(lines.length >= 1);
+    for (const line of lines) assert.match(line, /^verify: \d{1,3}% \(\d+\.\d\/\d+\.\d MiB\)$/);
+    // Every commit log segment and consume queue file, read whole.
+    const bytes = [
+      ...filesUnder(path.join(root, 'commitlog')),
+      ...filesUnder(path.join(root, 'consumequeue')),
+    ].reduce((n, file) => n + fs.statSync(file).size, 0);
+    const mib = bytes / (1024 * 1024);
+    assert.ok(mib >= 1 && mib < 100, `shown with one decimal: ${mib}`);
+    assert.equal(lines.at(-1), `verify: 100% (${mib.toFixed(1)}/${mib.toFixed(1)} MiB)`);
+    // --json: stdout is the JSON alone, whatever stderr carries.
+    const json = run('store', 'verify', root, '--json');
+    assert.deepEqual(JSON.parse(json.stdout), { ok: true, problems: [] });
+    assert.match(json.stderr, /^verify: 100% /m);
+  });
+
+  it('verify on a terminal draws a bar (under script(1), a pseudo-terminal)', async (t) => {
+    const { root } = await healthyStore(t);
+    const command = `${JSON.stringify(process.execPath)} ${JSON.stringify(BIN)} store verify ${JSON.stringify(root)}`;
+    const result = spawnSync('script', ['-qec', command, '/dev/null'], { encoding: 'utf8' });
+    assert.equal(result.status, 0, result.stdout + result.stderr);
+    // The terminal shows stdout and stderr together: the bar, redrawn in place, then the result.
+    assert.match(result.stdout, /verify \[[\u2588\u2591]+\] 100% \| \d+\.\d\/\d+\.\d MiB/);
+    assert.ok(result.stdout.includes('\u001b['), 'drawn with terminal control sequences');
+    assert.ok(!/verify: \d+%/.test(result.stdout), 'no plain progress lines on a terminal');
+    assert.match(result.stdout, new RegExp(`ok: ${MESSAGES} records in \\d+ segments`));
   });
 
   it('--help shows examples', () => {

@@ -246,6 +246,7 @@ export class CommitLog {
       logger,
       isCutShort: (filePath, sizeBytes) => isCommitLogSegmentCutShort(io, filePath, sizeBytes),
       keepEmptySegments: true,
+      rollLog: { level: 'info', msg: 'commit log rolled to a new segment' },
     });
     const defaultStoreHost = parseHost(config.storeHost);
     if (defaultStoreHost === null) {

@@ -24,6 +24,12 @@ export const GROUP_COMMIT_WAIT_INTERVAL_MS = 10;
 export const FLUSH_RETRY_TIMES_MAX = 1000;
 /** Pause between attempts that made no progress, ms. */
 const FLUSH_RETRY_PAUSE_MS = 1;
+/**
+ * A group commit slower than this is logged, ms: the puts it serves waited that long for their
+ * acknowledgement. RocketMQ's threshold for a slow flush; a healthy disk's fdatasync takes a few
+ * ms, and `syncFlushTimeout` (5 s) is where the puts fail.
+ */
+export const GROUP_COMMIT_SLOW_LOG_THRESHOLD_MS = 500;
 
 export class GroupCommitService extends ServiceThread {
   readonly #ctx: FlushContext;
@@ -79,6 +85,27 @@ export class GroupCommitService extends ServiceThread {
   }
 
   async doCommit(): Promise<void> {
+    const mfq = this.#ctx.mappedFileQueue;
+    const flushedBefore = mfq.flushedWhere;
+    const begin = performance.now();
+    const served = await this.#commitGroup();
+    const durationMs = performance.now() - begin;
+    if (durationMs > GROUP_COMMIT_SLOW_LOG_THRESHOLD_MS) {
+      this.logger.warn(
+        {
+          durationMs: Math.round(durationMs),
+          flushedBytes: mfq.flushedWhere - flushedBefore,
+          flushedWhere: mfq.flushedWhere,
+          requests: served,
+          thresholdMs: GROUP_COMMIT_SLOW_LOG_THRESHOLD_MS,
+        },
+        'a group commit (SYNC_FLUSH) to disk was slow',
+      );
+    }
+  }
+
+  /** Makes the waiting group durable; returns how many requests it served. */
+  async #commitGroup(): Promise<number> {
     const requests = this.#requestsRead;
     if (requests.length === 0) {
       // Nothing waits, but messages put with waitStoreMsgOK=false still need flushing.
@@ -88,7 +115,7 @@ export class GroupCommitService extends ServiceThread {
       } catch (err) {
         this.#ctx.onIoError(err);
       }
-      return;
+      return 0;
     }
     this.#requestsRead = [];
     this.#requestsInProcess = requests;
@@ -111,5 +138,6 @@ export class GroupCommitService extends ServiceThread {
     } finally {
       this.#requestsInProcess = [];
     }
+    return requests.length;
   }
 }

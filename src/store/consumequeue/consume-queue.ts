@@ -103,6 +103,7 @@ export class ConsumeQueue {
       io: options.io,
       writeBufferPool: options.writeBufferPool,
       logger: options.logger,
+      rollLog: { level: 'debug', msg: 'consume queue rolled to a new segment' },
     });
   }
 

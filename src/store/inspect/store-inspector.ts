@@ -19,6 +19,18 @@ import { checkMessageAndReturnSize } from '../message/message-decoder.js';
  * and reports each problem with the file and the byte offset in it.
  */
 
+export interface InspectStoreOptions {
+  /** List every record (`StoreInspection.records`). */
+  readonly records?: boolean;
+  /**
+   * Told how far the walk got, in bytes of commit log segments and then consume queue files read
+   * out of all of them (one combined count): every `INSPECT_PROGRESS_STEP_BYTES` inside a
+   * segment and after each file, then once with `done === total` at the end. Files that grow
+   * while a running broker writes are counted at the size they had when the walk began.
+   */
+  readonly onProgress?: (doneBytes: number, totalBytes: number) => void;
+}
+
 export interface RecordSummary {
   readonly offset: number;
   readonly size: number;
@@ -84,6 +96,46 @@ const CHECKPOINT_FIELDS = [
 ] as const;
 /** A segment or queue file name: the offset of its first byte, 20 digits. */
 const FILE_NAME = /^\d{20}$/;
+/**
+ * Progress is reported at most this often inside a commit log segment (a 1 GiB segment gets
+ * some 250 reports, a record ~never one of its own).
+ */
+export const INSPECT_PROGRESS_STEP_BYTES = 4 * 1024 * 1024;
+
+/** Counts the bytes walked and tells `onProgress`, at most every `INSPECT_PROGRESS_STEP_BYTES`. */
+class WalkProgress {
+  readonly #onProgress: ((doneBytes: number, totalBytes: number) => void) | undefined;
+  readonly total: number;
+  /** Bytes of the files finished. */
+  #done = 0;
+  #reportedAt = 0;
+
+  constructor(onProgress: InspectStoreOptions['onProgress'], total: number) {
+    this.#onProgress = onProgress;
+    this.total = total;
+    onProgress?.(0, total);
+  }
+
+  /** `bytes` into the file being walked: reports when a step has passed since the last report. */
+  within(bytes: number): void {
+    const done = Math.min(this.total, this.#done + bytes);
+    if (done - this.#reportedAt < INSPECT_PROGRESS_STEP_BYTES) return;
+    this.#reportedAt = done;
+    this.#onProgress?.(done, this.total);
+  }
+
+  /** A file of `bytes` is walked. */
+  fileDone(bytes: number): void {
+    this.#done = Math.min(this.total, this.#done + bytes);
+    this.#reportedAt = this.#done;
+    this.#onProgress?.(this.#done, this.total);
+  }
+
+  end(): void {
+    this.#done = this.total;
+    this.#onProgress?.(this.total, this.total);
+  }
+}
 
 interface IndexedRecord {
   readonly size: number;
@@ -93,25 +145,28 @@ interface IndexedRecord {
   readonly tagsCode: number;
 }
 
-export function inspectStore(storePath: string, options: { records?: boolean } = {}): StoreInspection {
+export function inspectStore(storePath: string, options: InspectStoreOptions = {}): StoreInspection {
   if (!fs.statSync(storePath, { throwIfNoEntry: false })?.isDirectory()) {
     throw new Error(`${storePath} is not a directory`);
   }
   const problems: StoreProblem[] = [];
   const byOffset = new Map<number, IndexedRecord>();
   const records: RecordSummary[] = [];
+  const commitLogDir = path.join(storePath, 'commitlog');
+  const consumeQueueDir = path.join(storePath, 'consumequeue');
+  const progress = new WalkProgress(
+    options.onProgress,
+    options.onProgress === undefined ? 0 : bytesToWalk(commitLogDir, consumeQueueDir),
+  );
   const commitLog = walkCommitLog(
-    path.join(storePath, 'commitlog'),
+    commitLogDir,
     problems,
     byOffset,
     options.records === true ? records : null,
+    progress,
   );
-  const consumeQueues = walkConsumeQueues(
-    path.join(storePath, 'consumequeue'),
-    problems,
-    byOffset,
-    commitLog.minOffset,
-  );
+  const consumeQueues = walkConsumeQueues(consumeQueueDir, problems, byOffset, commitLog.minOffset, progress);
+  progress.end();
   return {
     storePath,
     abortFile: fs.existsSync(path.join(storePath, 'abort')),
@@ -131,11 +186,40 @@ function segmentFiles(dir: string): string[] {
     .sort();
 }
 
+/** The `queueId` directories of each topic directory under `consumequeue/`, in walk order. */
+function queueDirs(dir: string): { topic: string; queueId: number; queueDir: string }[] {
+  if (!fs.existsSync(dir)) return [];
+  const out: { topic: string; queueId: number; queueDir: string }[] = [];
+  for (const topic of fs.readdirSync(dir).sort()) {
+    const topicDir = path.join(dir, topic);
+    if (!fs.statSync(topicDir).isDirectory()) continue;
+    for (const queueName of fs.readdirSync(topicDir).sort((a, b) => Number(a) - Number(b))) {
+      const queueId = Number(queueName);
+      const queueDir = path.join(topicDir, queueName);
+      if (!Number.isInteger(queueId) || !fs.statSync(queueDir).isDirectory()) continue;
+      out.push({ topic, queueId, queueDir });
+    }
+  }
+  return out;
+}
+
+/** Bytes of every file the walk reads (for progress): segments, then consume queue files. */
+function bytesToWalk(commitLogDir: string, consumeQueueDir: string): number {
+  const sizeOf = (file: string): number => fs.statSync(file, { throwIfNoEntry: false })?.size ?? 0;
+  let total = 0;
+  for (const name of segmentFiles(commitLogDir)) total += sizeOf(path.join(commitLogDir, name));
+  for (const { queueDir } of queueDirs(consumeQueueDir)) {
+    for (const name of segmentFiles(queueDir)) total += sizeOf(path.join(queueDir, name));
+  }
+  return total;
+}
+
 function walkCommitLog(
   dir: string,
   problems: StoreProblem[],
   byOffset: Map<number, IndexedRecord>,
   records: RecordSummary[] | null,
+  progress: WalkProgress,
 ): StoreInspection['commitLog'] {
   const names = segmentFiles(dir);
   const segments: SegmentSummary[] = [];
@@ -164,6 +248,7 @@ function walkCommitLog(
     let count = 0;
     let end: SegmentSummary['end'] = 'END_OF_FILE';
     while (pos < bytes.length) {
+      progress.within(pos);
       const checked = checkMessageAndReturnSize(bytes, pos, bytes.length, {
         checkCRC: true,
         expectedPhysicalOffset: fromOffset + pos,
@@ -209,6 +294,7 @@ function walkCommitLog(
       break;
     }
     segments.push({ file, fromOffset, fileSize: bytes.length, dataBytes: pos, records: count, end });
+    progress.fileDone(bytes.length);
     total += count;
     if (count > 0 || end !== 'ZEROS') maxOffset = fromOffset + pos;
   }
@@ -237,59 +323,53 @@ function walkConsumeQueues(
   problems: StoreProblem[],
   byOffset: Map<number, IndexedRecord>,
   commitLogMin: number,
+  progress: WalkProgress,
 ): ConsumeQueueSummary[] {
-  if (!fs.existsSync(dir)) return [];
   const out: ConsumeQueueSummary[] = [];
-  for (const topic of fs.readdirSync(dir).sort()) {
-    const topicDir = path.join(dir, topic);
-    if (!fs.statSync(topicDir).isDirectory()) continue;
-    for (const queueName of fs.readdirSync(topicDir).sort((a, b) => Number(a) - Number(b))) {
-      const queueId = Number(queueName);
-      const queueDir = path.join(topicDir, queueName);
-      if (!Number.isInteger(queueId) || !fs.statSync(queueDir).isDirectory()) continue;
-      const files = segmentFiles(queueDir);
-      let minOffset = -1;
-      let maxOffset = 0;
-      let ended = false;
-      for (const name of files) {
-        const file = path.join(queueDir, name);
-        const bytes = fs.readFileSync(file);
-        const firstUnit = Number(name) / CQ_STORE_UNIT_SIZE_BYTES;
-        for (let at = 0; at + CQ_STORE_UNIT_SIZE_BYTES <= bytes.length; at += CQ_STORE_UNIT_SIZE_BYTES) {
-          const commitLogOffset = readInt64BE(bytes, at);
-          const size = bytes.readInt32BE(at + 8);
-          const tagsCode = readInt64BE(bytes, at + 12);
-          const queueOffset = firstUnit + at / CQ_STORE_UNIT_SIZE_BYTES;
-          if (commitLogOffset === 0 && size === 0 && tagsCode === 0) {
-            ended = true;
-            if (!allZero(bytes, at)) {
-              problems.push({ file, offset: at, problem: 'a zero unit with units after it (a hole)' });
-            }
-            break;
+  for (const { topic, queueId, queueDir } of queueDirs(dir)) {
+    const files = segmentFiles(queueDir);
+    let minOffset = -1;
+    let maxOffset = 0;
+    let ended = false;
+    for (const name of files) {
+      const file = path.join(queueDir, name);
+      const bytes = fs.readFileSync(file);
+      progress.fileDone(bytes.length);
+      const firstUnit = Number(name) / CQ_STORE_UNIT_SIZE_BYTES;
+      for (let at = 0; at + CQ_STORE_UNIT_SIZE_BYTES <= bytes.length; at += CQ_STORE_UNIT_SIZE_BYTES) {
+        const commitLogOffset = readInt64BE(bytes, at);
+        const size = bytes.readInt32BE(at + 8);
+        const tagsCode = readInt64BE(bytes, at + 12);
+        const queueOffset = firstUnit + at / CQ_STORE_UNIT_SIZE_BYTES;
+        if (commitLogOffset === 0 && size === 0 && tagsCode === 0) {
+          ended = true;
+          if (!allZero(bytes, at)) {
+            problems.push({ file, offset: at, problem: 'a zero unit with units after it (a hole)' });
           }
-          if (size === CQ_BLANK_UNIT_SIZE) continue;
-          if (minOffset < 0) minOffset = queueOffset;
-          maxOffset = queueOffset + 1;
-          if (commitLogOffset < commitLogMin) continue; // its segment was deleted: nothing to check
-          const record = byOffset.get(commitLogOffset);
-          const problem =
-            record === undefined
-              ? `unit ${queueOffset} points at commit log offset ${commitLogOffset}, where no valid record starts`
-              : record.size !== size
-                ? `unit ${queueOffset} says ${size} bytes, the record at ${commitLogOffset} is ${record.size}`
-                : record.topic !== topic || record.queueId !== queueId
-                  ? `unit ${queueOffset} points at a record of ${record.topic}/${record.queueId}`
-                  : record.queueOffset !== queueOffset
-                    ? `unit ${queueOffset} points at the record of queue offset ${record.queueOffset}`
-                    : record.tagsCode !== tagsCode
-                      ? `unit ${queueOffset} has tags code ${tagsCode}, its record ${record.tagsCode}`
-                      : null;
-          if (problem !== null) problems.push({ file, offset: at, problem });
+          break;
         }
-        if (ended) break;
+        if (size === CQ_BLANK_UNIT_SIZE) continue;
+        if (minOffset < 0) minOffset = queueOffset;
+        maxOffset = queueOffset + 1;
+        if (commitLogOffset < commitLogMin) continue; // its segment was deleted: nothing to check
+        const record = byOffset.get(commitLogOffset);
+        const problem =
+          record === undefined
+            ? `unit ${queueOffset} points at commit log offset ${commitLogOffset}, where no valid record starts`
+            : record.size !== size
+              ? `unit ${queueOffset} says ${size} bytes, the record at ${commitLogOffset} is ${record.size}`
+              : record.topic !== topic || record.queueId !== queueId
+                ? `unit ${queueOffset} points at a record of ${record.topic}/${record.queueId}`
+                : record.queueOffset !== queueOffset
+                  ? `unit ${queueOffset} points at the record of queue offset ${record.queueOffset}`
+                  : record.tagsCode !== tagsCode
+                    ? `unit ${queueOffset} has tags code ${tagsCode}, its record ${record.tagsCode}`
+                    : null;
+        if (problem !== null) problems.push({ file, offset: at, problem });
       }
-      out.push({ topic, queueId, files, minOffset: Math.max(0, minOffset), maxOffset });
+      if (ended) break;
     }
+    out.push({ topic, queueId, files, minOffset: Math.max(0, minOffset), maxOffset });
   }
   return out;
 }

@@ -44,7 +44,20 @@ export interface MappedFileQueueOptions {
    * from the log instead.
    */
   readonly keepEmptySegments?: boolean;
+  /**
+   * How a roll to a new segment is logged. The commit log's at info: an operator follows its
+   * growth and wants to know which file is being written. A consume queue's at debug: every
+   * queue rolls, and a busy broker has thousands. Default: debug, 'new segment'.
+   */
+  readonly rollLog?: SegmentRollLog;
 }
+
+export interface SegmentRollLog {
+  readonly level: 'info' | 'debug';
+  readonly msg: string;
+}
+
+const DEFAULT_ROLL_LOG: SegmentRollLog = { level: 'debug', msg: 'new segment' };
 
 export class MappedFileQueue {
   readonly storePath: string;
@@ -62,6 +75,7 @@ export class MappedFileQueue {
   readonly #logger: Logger;
   readonly #isCutShort: (filePath: string, sizeBytes: number) => boolean;
   readonly #keepEmptySegments: boolean;
+  readonly #rollLog: SegmentRollLog;
   #mappedFiles: MappedFile[] = [];
   /** RocketMQ marks commit and flush `synchronized`; these chains do the same for async calls. */
   #commitChain: Promise<unknown> = Promise.resolve();
@@ -84,6 +98,7 @@ export class MappedFileQueue {
     this.#logger = options.logger;
     this.#isCutShort = options.isCutShort ?? (() => false);
     this.#keepEmptySegments = options.keepEmptySegments ?? false;
+    this.#rollLog = options.rollLog ?? DEFAULT_ROLL_LOG;
   }
 
   /**
@@ -237,8 +252,18 @@ export class MappedFileQueue {
       return null;
     }
     file.firstCreateInQueue = this.#mappedFiles.length === 0;
+    const previous = this.#mappedFiles.at(-1);
     this.#mappedFiles.push(file);
     this.lastCreateError = null;
+    this.#logger[this.#rollLog.level](
+      {
+        file: path.basename(file.fileName),
+        fromOffset: file.fileFromOffset,
+        path: file.fileName,
+        previousFile: previous === undefined ? null : path.basename(previous.fileName),
+      },
+      this.#rollLog.msg,
+    );
     return file;
   }
 
