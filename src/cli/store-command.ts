@@ -13,7 +13,13 @@ const EXIT_DAMAGED = 1;
 const EXIT_UNREADABLE = 2;
 
 export function registerStoreCommand(program: Command): void {
-  const store = program.command('store').description('look inside a store directory, offline');
+  const store = program
+    .command('store')
+    .description('look inside a store directory, offline')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  $ rocketmq-ts store inspect ~/store\n  $ rocketmq-ts store verify ~/store || echo damaged',
+    );
 
   store
     .command('inspect')

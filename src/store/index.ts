@@ -20,6 +20,7 @@ export { StoreError } from './errors.js';
 export type { GetMessageOptions, GetMessageResult } from './get-message.js';
 export type {
   ConsumeQueueSummary,
+  InspectStoreOptions,
   RecordSummary,
   SegmentSummary,
   StoreInspection,
@@ -38,4 +39,4 @@ export { MessageStore } from './message-store.js';
 export type { MessageArrivingListener } from './reput/reput-message-service.js';
 export { RunningFlagBits, RunningFlags } from './running-flags.js';
 export { AppendMessageStatus, FlushDiskType, GetMessageStatus, PutMessageStatus } from './status.js';
-export type { ConsumeQueueRecoveryReport } from './store-recovery.js';
+export type { ConsumeQueueRecoveryReport, RecoveryProgressListener } from './store-recovery.js';
