@@ -1,9 +1,7 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import type { MessageView, SimpleConsumer } from 'rocketmq-client-nodejs';
 import type {
   GroupDescription,
@@ -13,6 +11,7 @@ import type {
 } from '../../src/broker/index.js';
 import { startBroker } from '../support/broker-harness.js';
 import { freePort, kill, spawnBroker } from '../support/broker-process.js';
+import { type CliRun, runCli } from '../support/cli.js';
 import { detachedClients, producer, receiveAll, sendMany, simpleConsumer } from '../support/clients.js';
 import { tempDir } from '../support/helpers.js';
 
@@ -22,31 +21,11 @@ import { tempDir } from '../support/helpers.js';
  * The broker runs in this process, so the binary is spawned asynchronously.
  */
 
-const BIN = fileURLToPath(new URL('../../dist/cli/rocketmq-ts.js', import.meta.url));
-
-interface Run {
-  status: number | null;
-  stdout: string;
-  stderr: string;
+function run(...args: string[]): Promise<CliRun> {
+  return runCli(args);
 }
 
-function run(...args: string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      stdout += chunk.toString('utf8');
-    });
-    child.stderr.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString('utf8');
-    });
-    child.on('error', reject);
-    child.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
-}
-
-async function ok(...args: string[]): Promise<Run> {
+async function ok(...args: string[]): Promise<CliRun> {
   const result = await run(...args);
   assert.equal(result.status, 0, `${args.join(' ')}: ${result.stdout}${result.stderr}`);
   return result;

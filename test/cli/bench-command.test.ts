@@ -3,8 +3,8 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { freePort, kill } from '../support/broker-process.js';
+import { CLI_BIN, type CliRun, runCli } from '../support/cli.js';
 import { onCleanup, tempDir } from '../support/helpers.js';
 
 /**
@@ -13,7 +13,7 @@ import { onCleanup, tempDir } from '../support/helpers.js';
  * commit log; the numbers are checked for sense, never for speed (timings live in benchmarks).
  */
 
-const BIN = fileURLToPath(new URL('../../dist/cli/rocketmq-ts.js', import.meta.url));
+const BIN = CLI_BIN;
 const MESSAGES = 3000;
 /** 3000 messages of 1 KiB fill some 3.3 MiB: a dozen segments of this size. */
 const SEGMENT_BYTES = 256 * 1024;
@@ -21,33 +21,8 @@ const SMALL = ['--messages', String(MESSAGES), '--segment-bytes', String(SEGMENT
 /** How long one bench run or broker start may take, ms. */
 const RUN_DEADLINE_MS = 30_000;
 
-interface Run {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the CLI with stdout and stderr piped (so no terminal: progress comes as plain lines). */
-function run(...args: string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      stdout += chunk.toString();
-    });
-    child.stderr.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString();
-    });
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`${args.join(' ')} did not finish in ${RUN_DEADLINE_MS} ms:\n${stdout}${stderr}`));
-    }, RUN_DEADLINE_MS);
-    child.once('close', (status) => {
-      clearTimeout(timer);
-      resolve({ status, stdout, stderr });
-    });
-  });
+function run(...args: string[]): Promise<CliRun> {
+  return runCli(args);
 }
 
 interface Report {

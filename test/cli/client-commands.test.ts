@@ -1,13 +1,12 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { GrpcServer } from '../../src/grpc/index.js';
 import { silentLogger } from '../../src/store/index.js';
 import { type RunningBroker, startBroker } from '../support/broker-harness.js';
+import { type CliRun, runCli } from '../support/cli.js';
 import { producer } from '../support/clients.js';
 import { tempDir } from '../support/helpers.js';
 
@@ -17,63 +16,15 @@ import { tempDir } from '../support/helpers.js';
  * are spawned asynchronously: the broker has to keep serving while they run.
  */
 
-const BIN = fileURLToPath(new URL('../../dist/cli/rocketmq-ts.js', import.meta.url));
 /** A child still running after this long is hung (every command here ends in a few seconds). */
 const HANG_MS = 30_000;
 
-interface Run {
-  readonly status: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-  /** Lines of stdout. */
-  readonly lines: string[];
-  /** Wall time of the child, spawn to exit (ms). */
-  readonly ms: number;
-  /** When its first stdout arrived here (Date.now()), or null. */
-  readonly firstOutputAt: number | null;
-}
-
 function run(
-  t: TestContext,
+  _t: TestContext,
   args: string[],
   options: { input?: string; env?: NodeJS.ProcessEnv } = {},
-): Promise<Run> {
-  const started = Date.now();
-  const child = spawn(process.execPath, [BIN, ...args], {
-    stdio: ['pipe', 'pipe', 'pipe'],
-    env: { ...process.env, ...options.env },
-  });
-  const hang = setTimeout(() => child.kill('SIGKILL'), HANG_MS);
-  t.after(() => {
-    clearTimeout(hang);
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  });
-  let stdout = '';
-  let stderr = '';
-  let firstOutputAt: number | null = null;
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-    firstOutputAt ??= Date.now();
-    stdout += chunk;
-  });
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
-    stderr += chunk;
-  });
-  child.stdin.end(options.input ?? '');
-  return new Promise((resolve, reject) => {
-    child.once('error', reject);
-    child.once('close', (status, signal) => {
-      clearTimeout(hang);
-      assert.equal(signal, null, `killed by ${signal} (hung for ${HANG_MS} ms?): ${stderr}`);
-      resolve({
-        status,
-        stdout,
-        stderr,
-        lines: stdout.split('\n').filter((line) => line !== ''),
-        ms: Date.now() - started,
-        firstOutputAt,
-      });
-    });
-  });
+): Promise<CliRun> {
+  return runCli(args, { ...options, deadlineMs: HANG_MS });
 }
 
 /** Runs and asserts exit 0, showing stderr otherwise. */
@@ -105,7 +56,7 @@ interface ProducedJson {
   recallHandle: string;
 }
 
-function parseLines<T>(result: Run): T[] {
+function parseLines<T>(result: CliRun): T[] {
   return result.lines.map((line) => JSON.parse(line) as T);
 }
 
