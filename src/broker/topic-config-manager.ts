@@ -280,7 +280,13 @@ function topicConfigProblem(config: TopicConfig): string | null {
       return `${field} of ${config.topicName} must be an integer in 1..${QUEUE_NUMS_MAX}, got ${String(config[field])}`;
     }
   }
-  if (!Number.isInteger(config.perm) || (config.perm & ~PERM_ALL_BITS) !== 0 || config.perm < 0) {
+  // The range first: `&` works on 32 bits, so 2^32 + 6 would pass the bit test alone.
+  if (
+    !Number.isInteger(config.perm) ||
+    config.perm < 0 ||
+    config.perm > PERM_ALL_BITS ||
+    (config.perm & ~PERM_ALL_BITS) !== 0
+  ) {
     return `perm of ${config.topicName} must be a combination of the PermName bits, got ${String(config.perm)}`;
   }
   if (!isTopicMessageType(config.messageType)) {

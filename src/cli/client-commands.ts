@@ -336,7 +336,12 @@ async function runConsume(options: ConsumeOptions): Promise<void> {
         if (message.corrupted) {
           process.stderr.write(`warning: message ${message.messageId} failed its body digest check\n`);
         }
-        process.stdout.write(`${describeMessage(message, options.json === true)}\n`);
+        // Acked only once its line is written: when a write fails (the reader closed the pipe),
+        // that message and the rest of the batch are not acked; they stay with the group.
+        if (!(await printLine(`${describeMessage(message, options.json === true)}\n`))) {
+          stopping = true;
+          break;
+        }
         if (options.ack) await consumer.ack(message);
         received++;
       }
@@ -457,6 +462,13 @@ async function fail(message: string, shutdown: () => Promise<void>): Promise<voi
   process.exitCode = EXIT_FAILED;
   setTimeout(() => process.exit(EXIT_FAILED), FAILURE_EXIT_GRACE_MS).unref();
   await shutdown().catch(() => undefined);
+}
+
+/** Writes `line` to stdout; resolves false when it could not be written (the reader is gone). */
+function printLine(line: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    process.stdout.write(line, (err) => resolve(err === null || err === undefined));
+  });
 }
 
 /** `rocketmq-ts consume | head -3`: stop quietly when the reader goes away, do not crash. */

@@ -27,3 +27,30 @@ export const silentLogger: Logger = {
   error: () => undefined,
   child: () => silentLogger,
 };
+
+type LogLevelMethod = 'debug' | 'info' | 'warn' | 'error';
+
+/**
+ * `logger`, except that a call never throws. The store logs from its put path (a segment roll)
+ * and its service loops (a slow flush): a line that cannot be written (stdout redirected to a
+ * full disk makes pino's synchronous destination throw, a custom logger may) is dropped there
+ * rather than failing the put or ending the loop that makes puts durable.
+ */
+export function neverThrowingLogger(logger: Logger): Logger {
+  const guard =
+    (level: LogLevelMethod) =>
+    (obj: object, msg?: string): void => {
+      try {
+        logger[level](obj, msg);
+      } catch {
+        // Dropped: logging is never a reason for the store to fail.
+      }
+    };
+  return {
+    debug: guard('debug'),
+    info: guard('info'),
+    warn: guard('warn'),
+    error: guard('error'),
+    child: (bindings) => neverThrowingLogger(logger.child(bindings)),
+  };
+}

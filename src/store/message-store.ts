@@ -18,7 +18,7 @@ import {
   type ReadContext,
 } from './get-message.js';
 import { nodeStoreIO, type StoreIO } from './io/store-io.js';
-import { createDefaultLogger, type Logger } from './logger.js';
+import { createDefaultLogger, type Logger, neverThrowingLogger } from './logger.js';
 import type { Message, MessageBatch, MessageExt } from './message/message.js';
 import {
   CommitLogDispatcher,
@@ -205,7 +205,9 @@ export class MessageStore {
   ): Promise<MessageStore> {
     const config = createMessageStoreConfig(configInput);
     const io = options.io ?? nodeStoreIO;
-    const logger = (options.logger ?? createDefaultLogger()).child({ store: config.storePathRootDir });
+    const logger = neverThrowingLogger(
+      (options.logger ?? createDefaultLogger()).child({ store: config.storePathRootDir }),
+    );
     const root = config.storePathRootDir;
     try {
       createDirectoryDurably(io, root);

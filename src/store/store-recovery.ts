@@ -134,6 +134,23 @@ function scanTotalBytes(commitLog: CommitLog, scanStart: number): number {
     : Math.max(0, last.fileFromOffset + commitLog.mappedFileQueue.mappedFileSize - scanStart);
 }
 
+/**
+ * The listener, except that it never throws: one that fails (a progress bar whose stream broke)
+ * is logged once and not called again, and the recovery goes on.
+ */
+function guardProgress(listener: RecoveryProgressListener, logger: Logger): RecoveryProgressListener {
+  let failed = false;
+  return (doneBytes, totalBytes) => {
+    if (failed) return;
+    try {
+      listener(doneBytes, totalBytes);
+    } catch (err) {
+      failed = true;
+      logger.warn({ err }, 'the recovery progress listener threw; it is not called again');
+    }
+  };
+}
+
 function totalUnits(consumeQueues: ConsumeQueueStore): number {
   let units = 0;
   for (const queue of consumeQueues.all()) units += queue.getWrittenOffsetInQueue();
@@ -160,7 +177,8 @@ export async function recoverStore(options: {
    */
   readonly onProgress?: RecoveryProgressListener;
 }): Promise<StoreRecoveryResult> {
-  const { lastExitOK, commitLog, consumeQueues, checkpoint, logger, onProgress } = options;
+  const { lastExitOK, commitLog, consumeQueues, checkpoint, logger } = options;
+  const onProgress = options.onProgress === undefined ? undefined : guardProgress(options.onProgress, logger);
   const table = consumeQueues.readTable();
   const queuesReset = consumeQueues.load();
   const queuesLoaded = consumeQueues.all().length;

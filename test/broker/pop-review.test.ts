@@ -222,6 +222,60 @@ describe('pop engine review regressions', () => {
     const status = broker.ackMessage('GID_push', 'PopTopic', got.messages[0]?.receiptHandle as string);
     assert.equal(status.code, 'OK', status.message);
   });
+
+  it('FIFO: messages acked after one that came back are not read again when the re-read is one at a time', async (t) => {
+    const broker = await openBroker(t);
+    broker.subscriptionGroupManager.updateSubscriptionGroupConfig({
+      groupName: 'GID_fifo',
+      consumeEnable: true,
+      consumeMessageOrderly: true,
+      retryMaxTimes: 16,
+    });
+    for (const id of ['ID0', 'ID1', 'ID2']) await send(broker, 'PopTopic', id);
+    await waitFor(() => broker.store.getMaxOffsetInQueue('PopTopic', 0) === 3);
+    const receive = (maxMsgNums: number) =>
+      broker.receiveMessage({
+        group: 'GID_fifo',
+        topic: 'PopTopic',
+        maxMsgNums,
+        invisibleTimeMs: 30_000,
+        pollTimeMs: 2000,
+      });
+    const first = await receive(3);
+    assert.deepEqual(
+      first.messages.map((m) => m.message.properties.UNIQ_KEY),
+      ['ID0', 'ID1', 'ID2'],
+    );
+    const [m0, m1, m2] = first.messages.map((m) => m.receiptHandle);
+    // A simple consumer acks the later two and gives the first back (a nack).
+    assert.equal(broker.ackMessage('GID_fifo', 'PopTopic', m1 as string).code, 'OK');
+    assert.equal(broker.ackMessage('GID_fifo', 'PopTopic', m2 as string).code, 'OK');
+    assert.equal(broker.changeInvisibleDuration('GID_fifo', 'PopTopic', m0 as string, 0).status.code, 'OK');
+    await waitFor(() => broker.popMessageProcessor.inflightCount === 0);
+    // Read again one message at a time: the first comes back alone, then nothing (the others are done).
+    const again = await receive(1);
+    assert.deepEqual(
+      again.messages.map((m) => [m.message.properties.UNIQ_KEY, m.deliveryAttempt]),
+      [['ID0', 2]],
+    );
+    const acked = broker.ackMessage('GID_fifo', 'PopTopic', again.messages[0]?.receiptHandle as string);
+    assert.equal(acked.code, 'OK', acked.message);
+    const queue = broker.popMessageProcessor.describeQueue('GID_fifo', 'PopTopic', 0);
+    assert.ok(queue !== null && queue.committed <= queue.readPointer, JSON.stringify(queue));
+    const rest = await broker.receiveMessage({
+      group: 'GID_fifo',
+      topic: 'PopTopic',
+      maxMsgNums: 32,
+      invisibleTimeMs: 30_000,
+      pollTimeMs: 100,
+    });
+    assert.deepEqual(
+      rest.messages.map((m) => m.message.properties.UNIQ_KEY),
+      [],
+      'acked messages were delivered again',
+    );
+    assert.equal(broker.consumerOffsetManager.queryOffset('GID_fifo', 'PopTopic', 0), 3);
+  });
 });
 
 async function waitFor(check: () => Promise<boolean> | boolean, timeoutMs = 3000): Promise<void> {

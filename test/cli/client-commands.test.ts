@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -6,7 +8,7 @@ import { describe, it, type TestContext } from 'node:test';
 import { GrpcServer } from '../../src/grpc/index.js';
 import { silentLogger } from '../../src/store/index.js';
 import { type RunningBroker, startBroker } from '../support/broker-harness.js';
-import { type CliRun, runCli } from '../support/cli.js';
+import { CLI_BIN, type CliRun, runCli } from '../support/cli.js';
 import { producer } from '../support/clients.js';
 import { tempDir } from '../support/helpers.js';
 
@@ -436,6 +438,29 @@ describe('rocketmq-ts produce and consume (the built CLI)', { concurrency: 4 }, 
     const mismatch = await run(t, ['produce', ...at(running), '--tls', '--topic', 'TlsTopic', '--body', 'x']);
     assert.equal(mismatch.status, 1);
     assert.match(mismatch.stderr, /gRPC UNAVAILABLE/);
+  });
+
+  it('consume whose reader is gone (a closed pipe) acks nothing it could not print, and exits 0', async (t) => {
+    const running = await startBroker(t);
+    await ok(t, ['produce', ...at(running), '--topic', 'PipeTopic', '--body', 'lost?', '--count', '10']);
+    // The reader closes its end before the consumer prints anything: every write fails (EPIPE).
+    const child = spawn(
+      process.execPath,
+      [CLI_BIN, 'consume', ...at(running), '--group', 'PipeGroup', '--topic', 'PipeTopic', '--wait', '2'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    child.stdout.destroy();
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+      stderr += chunk;
+    });
+    const hang = setTimeout(() => child.kill('SIGKILL'), HANG_MS);
+    const [status] = (await once(child, 'close')) as [number | null];
+    clearTimeout(hang);
+    assert.equal(status, 0, stderr);
+    // Nothing reached a reader, so nothing was acked: the group still has all 10 to consume.
+    const group = running.broker.adminProcessor.describeGroup('PipeGroup', 'PipeTopic');
+    assert.equal(group.lag, 10, `acked ${10 - group.lag} messages nobody read`);
   });
 
   it('bad usage exits 2 naming the option: missing --topic or --group, --property without =, --count without --body', async (t) => {

@@ -160,6 +160,8 @@ class PopQueue {
   /** FIFO: deliveries that came back so far, by offset (what a retry topic counts otherwise). */
   readonly fifoAttempts = new Map<number, number>();
   fifo = false;
+  /** Its topic was deleted: a pop still running on it returns nothing. */
+  forgotten = false;
   #tail: Promise<unknown> = Promise.resolve();
 
   constructor(
@@ -282,6 +284,8 @@ export class PopMessageProcessor {
   readonly #nextQueue = new Map<string, number>();
   readonly #arrivals = new Map<string, number>();
   readonly #pollers = new Map<string, Set<() => void>>();
+  /** Deletions of each topic so far: a pop that began before one gives up instead of reading on. */
+  readonly #topicDeletions = new Map<string, number>();
   readonly #revives = new ReviveHeap();
   #reviveTimer: NodeJS.Timeout | null = null;
   #reviveTimerAt = Number.POSITIVE_INFINITY;
@@ -377,8 +381,12 @@ export class PopMessageProcessor {
    */
   async pop(request: PopRequest): Promise<PoppedMessage[]> {
     const deadline = Date.now() + request.pollTimeMs;
+    // The caller checked the topic exists just before this call; a delete after it ends the poll
+    // (reading on would recreate its queues and deliver its messages from the earliest again).
+    const deletions = this.#topicDeletions.get(request.topic) ?? 0;
     for (;;) {
       if (this.#closed || aborted(request.signal)) return [];
+      if ((this.#topicDeletions.get(request.topic) ?? 0) !== deletions) return [];
       const seen = this.#arrivals.get(request.topic) ?? 0;
       const popped = await this.#popOnce(request);
       if (aborted(request.signal)) {
@@ -506,9 +514,12 @@ export class PopMessageProcessor {
   forgetTopic(topic: string): void {
     for (const [key, queue] of this.#queues) {
       if (queue.originTopic !== topic) continue;
+      queue.forgotten = true;
       queue.inflight.clear();
       this.#queues.delete(key);
     }
+    this.#topicDeletions.set(topic, (this.#topicDeletions.get(topic) ?? 0) + 1);
+    // Pollers parked on the topic answer now (with nothing).
     this.#wake(topic);
   }
 
@@ -582,7 +593,7 @@ export class PopMessageProcessor {
   }
 
   async #popQueue(queue: PopQueue, need: number, request: PopRequest): Promise<PoppedMessage[]> {
-    if (this.#closed) return [];
+    if (this.#closed || queue.forgotten) return [];
     // A FIFO queue gives nothing while anything popped from it is in flight.
     if (queue.fifo && queue.inflight.size > 0) return [];
     if (!queue.initialized) {
@@ -604,6 +615,8 @@ export class PopMessageProcessor {
       request.tags === null ? {} : { tags: request.tags },
     );
     this.#onGetMessage?.(got.status, performance.now() - begin, got.messages.length);
+    // The topic was deleted during the read: nothing of it is delivered any more.
+    if (queue.forgotten) return [];
     // Another pop of this queue cannot have run meanwhile (serialized), but this one may be late.
     assert.equal(queue.readPointer, from, 'a pop of one queue ran beside another');
     switch (got.status) {
@@ -721,10 +734,15 @@ export class PopMessageProcessor {
     this.#advance(queue);
   }
 
-  /** Moves `committed` over every done offset and records it as the group's consumer offset. */
+  /**
+   * Moves `committed` over every done offset up to the read pointer and records it as the
+   * group's consumer offset. A FIFO queue read again from `committed` can hold done offsets past
+   * its read pointer (acked before the one that came back, not reached yet by a re-read of fewer
+   * messages): they stay done, and the pop that reads over them skips them and moves on.
+   */
   #advance(queue: PopQueue): void {
     const before = queue.committed;
-    while (queue.done.delete(queue.committed)) {
+    while (queue.committed < queue.readPointer && queue.done.delete(queue.committed)) {
       if (queue.fifo) queue.fifoAttempts.delete(queue.committed);
       queue.committed++;
     }
