@@ -48,8 +48,9 @@ interface ConnectionOptions {
 }
 
 function parsePositiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError('a whole number, at least 0');
+  // Number('') is 0: only digits count as a number here.
+  const n = /^\d+$/.test(value) ? Number(value) : Number.NaN;
+  if (!Number.isSafeInteger(n)) throw new InvalidArgumentError('a whole number, at least 0');
   return n;
 }
 
@@ -118,11 +119,13 @@ async function call<T>(
   } catch (err) {
     if (err instanceof AdminCallError) {
       const reason =
-        err.status === grpc.status.DEADLINE_EXCEEDED || err.status === grpc.status.UNAVAILABLE
+        err.status === grpc.status.UNAVAILABLE
           ? `cannot reach the broker at ${endpoint}: ${err.message}`
-          : err.status === grpc.status.UNIMPLEMENTED
-            ? `the broker at ${endpoint} serves no admin service (started with --no-admin, or not rocketmq-ts)`
-            : `${err.code ?? grpc.status[err.status]}: ${err.message}`;
+          : err.status === grpc.status.DEADLINE_EXCEEDED
+            ? `no answer from the broker at ${endpoint} within ${options.timeout} ms (a change may still have been applied: check with describe)`
+            : err.status === grpc.status.UNIMPLEMENTED
+              ? `the broker at ${endpoint} serves no admin service (started with --no-admin, or not rocketmq-ts)`
+              : `${err.code ?? grpc.status[err.status]}: ${err.message}`;
       process.stderr.write(`rocketmq-ts: ${reason}\n`);
       process.exit(EXIT_FAILED);
     }

@@ -293,7 +293,11 @@ function isStoreDirectory(dir: string): boolean {
 /** Where the store lives: the given directory (never deleted) or a fresh temporary one. */
 function resolveStorePath(options: BenchOptions, command: Command): { dir: string; temporary: boolean } {
   if (options.storePath === undefined) {
-    return { dir: fs.mkdtempSync(path.join(os.tmpdir(), 'rocketmq-ts-bench-')), temporary: true };
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rocketmq-ts-bench-'));
+    // Also on the exits that skip the run's own cleanup (a second Ctrl-C, a config error): its
+    // segments are gigabyte-sized files nobody else knows about.
+    process.once('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+    return { dir, temporary: true };
   }
   const dir = path.resolve(options.storePath);
   const stat = fs.statSync(dir, { throwIfNoEntry: false });

@@ -169,6 +169,11 @@ describe('rocketmq-ts topic (the built CLI against a running broker)', () => {
         /required option '--topic <topic>' not specified/,
       ],
       [
+        ['topic', 'create', 'EmptyCount', '-q', '', ...at],
+        2,
+        /option '-q, --queue-nums <n>' argument '' is invalid/,
+      ],
+      [
         ['topic', 'list', '--endpoint', 'nohostport'],
         2,
         /--endpoint <host:port>' argument 'nohostport' is invalid/,

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { freePort, kill } from '../support/broker-process.js';
 import { CLI_BIN, type CliRun, runCli } from '../support/cli.js';
-import { onCleanup, tempDir } from '../support/helpers.js';
+import { onCleanup, tempDir, waitUntil } from '../support/helpers.js';
 
 /**
  * `rocketmq-ts bench`, run as a user runs it: the built binary (`npm test` builds first), real
@@ -160,6 +160,50 @@ describe('rocketmq-ts bench (the built CLI)', () => {
     assert.match(result.stderr, /--store-path .* is neither empty nor a store directory/);
     assert.deepEqual(fs.readdirSync(dir), ['notes.txt']);
     assert.equal(result.stdout, '');
+  });
+
+  it('a second Ctrl-C exits 130 at once and still removes the temporary store', async (t) => {
+    const tmp = tempDir(t);
+    const child = spawn(
+      process.execPath,
+      [BIN, 'bench', '--messages', '5000000', '--segment-bytes', String(SEGMENT_BYTES)],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, TMPDIR: tmp },
+      },
+    );
+    onCleanup(t, () => kill(child, 'SIGKILL'));
+    let stderr = '';
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    // Wait for the store to exist and puts to run (the first progress line), then interrupt twice.
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`no progress in ${RUN_DEADLINE_MS} ms: ${stderr}`)),
+        RUN_DEADLINE_MS,
+      );
+      child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+        stderr += chunk;
+        if (/put: \d+%/.test(stderr)) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+    });
+    assert.equal(fs.readdirSync(tmp).filter((name) => name.startsWith('rocketmq-ts-bench-')).length, 1);
+    // Two signals sent at once can arrive as one: the second goes after the first was handled.
+    child.kill('SIGINT');
+    await waitUntil(
+      () => stderr.includes('interrupted; stopping'),
+      'the first Ctrl-C handled',
+      RUN_DEADLINE_MS,
+      5,
+    );
+    child.kill('SIGINT');
+    assert.equal(await exited, 130, stderr);
+    assert.deepEqual(
+      fs.readdirSync(tmp).filter((name) => name.startsWith('rocketmq-ts-bench-')),
+      [],
+    );
   });
 
   it('a bad option value exits 2 and names the option', async () => {

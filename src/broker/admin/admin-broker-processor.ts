@@ -247,20 +247,32 @@ export class AdminBrokerProcessor {
   }
 
   listGroups(): GroupSummary[] {
+    const progress = [...consumerProgress(this.#broker).values()];
     const names = new Set(this.#broker.subscriptionGroupManager.all().map((g) => g.groupName));
-    for (const { group } of consumerProgress(this.#broker).values()) names.add(group);
+    for (const { group } of progress) names.add(group);
+    // One pass over the progress for all groups, not one per group.
+    const byGroup = new Map<string, typeof progress>();
+    for (const p of progress) byGroup.set(p.group, [...(byGroup.get(p.group) ?? []), p]);
     return [...names].sort().map((name) => {
-      const { queues, ...summary } = this.describeGroup(name);
+      const { queues, ...summary } = this.#describe(name, byGroup.get(name) ?? [], undefined);
       return summary;
     });
   }
 
   /** The group's progress on every queue it read or committed, optionally of one topic only. */
   describeGroup(groupName: string, topicName?: string): GroupDescription {
+    const progress = [...consumerProgress(this.#broker).values()].filter((p) => p.group === groupName);
+    return this.#describe(groupName, progress, topicName);
+  }
+
+  #describe(
+    groupName: string,
+    progress: readonly { group: string; topic: string; queueId: number; offset: number }[],
+    topicName: string | undefined,
+  ): GroupDescription {
     const config = this.#broker.subscriptionGroupManager.findSubscriptionGroupConfig(groupName);
     const queues: GroupQueueProgress[] = [];
-    for (const { group, topic, queueId, offset } of consumerProgress(this.#broker).values()) {
-      if (group !== groupName) continue;
+    for (const { group, topic, queueId, offset } of progress) {
       if (topicName !== undefined && topic !== topicName && topic !== popRetryTopic(groupName, topicName))
         continue;
       const inflight = this.#broker.popMessageProcessor.describeQueue(group, topic, queueId)?.inflight ?? 0;

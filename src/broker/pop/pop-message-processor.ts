@@ -493,9 +493,14 @@ export class PopMessageProcessor {
     assert.ok(Number.isSafeInteger(offset) && offset >= 0, `reset to a bad offset ${offset}`);
     const queue = this.#queue(group, topic, topic, queueId);
     return queue.serialize(async () => {
+      // A queue not read yet would have started at its stored offset, or its first message.
       const previous = queue.initialized
         ? queue.committed
-        : Math.max(0, this.#offsets.queryOffset(group, topic, queueId));
+        : Math.max(
+            0,
+            this.#offsets.queryOffset(group, topic, queueId),
+            this.#store.getMinOffsetInQueue(topic, queueId),
+          );
       queue.inflight.clear();
       queue.done.clear();
       queue.fifoAttempts.clear();
