@@ -9,6 +9,7 @@ import {
 } from '../store/index.js';
 import { AdminBrokerProcessor } from './admin/admin-broker-processor.js';
 import { ConsumerOffsetManager } from './consumer-offset-manager.js';
+import { DeletedTopicOffsets } from './deleted-topic-offsets.js';
 import { BrokerError } from './errors.js';
 import { MessageConst, RESERVED_PROPERTY_KEYS } from './message-const.js';
 import type { BrokerMetrics } from './metrics/broker-metrics.js';
@@ -209,6 +210,8 @@ export class BrokerController {
   readonly topicConfigManager: TopicConfigManager;
   readonly subscriptionGroupManager: SubscriptionGroupManager;
   readonly consumerOffsetManager: ConsumerOffsetManager;
+  /** Where the queues of deleted topics ended: a topic created again starts there, empty. */
+  readonly deletedTopicOffsets: DeletedTopicOffsets;
   readonly popMessageProcessor: PopMessageProcessor;
   readonly timerMessageService: TimerMessageService;
   readonly transactionalMessageService: TransactionalMessageService;
@@ -227,6 +230,7 @@ export class BrokerController {
     topics: TopicConfigManager,
     groups: SubscriptionGroupManager,
     offsets: ConsumerOffsetManager,
+    deletedTopicOffsets: DeletedTopicOffsets,
     logger: Logger | undefined,
     metrics: BrokerMetrics | null,
   ) {
@@ -235,6 +239,7 @@ export class BrokerController {
     this.topicConfigManager = topics;
     this.subscriptionGroupManager = groups;
     this.consumerOffsetManager = offsets;
+    this.deletedTopicOffsets = deletedTopicOffsets;
     this.#logger = logger;
     this.#metrics = metrics;
     this.popMessageProcessor = new PopMessageProcessor({
@@ -246,6 +251,7 @@ export class BrokerController {
         minInvisibleTimeMillsForRecv: config.minInvisibleTimeMillsForRecv,
         defaultInvisibleTimeMills: config.defaultInvisibleTimeMills,
       },
+      minOffsetOf: (topic, queueId) => this.minOffsetInQueue(topic, queueId),
       maxAttemptsOf: (group) =>
         (groups.findSubscriptionGroupConfig(group)?.retryMaxTimes ?? DEFAULT_RETRY_MAX_TIMES) + 1,
       ensureDeadLetterTopic: (group) => this.#ensureDeadLetterTopic(group),
@@ -306,8 +312,19 @@ export class BrokerController {
       groups.load();
       const offsets = new ConsumerOffsetManager({ storePathRootDir: root });
       offsets.load();
+      const deletedTopicOffsets = new DeletedTopicOffsets({ storePathRootDir: root });
+      deletedTopicOffsets.load();
       const metrics = options.metrics ?? null;
-      const broker = new BrokerController(config, store, topics, groups, offsets, options.logger, metrics);
+      const broker = new BrokerController(
+        config,
+        store,
+        topics,
+        groups,
+        offsets,
+        deletedTopicOffsets,
+        options.logger,
+        metrics,
+      );
       arrivals.broker = broker;
       metrics?.attach(broker);
       await broker.timerMessageService.start();
@@ -317,6 +334,19 @@ export class BrokerController {
       await store.shutdown();
       throw err;
     }
+  }
+
+  /**
+   * The first offset of a queue consumers may read: the store's first readable one, or where the
+   * queue ended when a topic of the name was last deleted (its older messages are not the new
+   * topic's).
+   */
+  minOffsetInQueue(topic: string, queueId: number): number {
+    return Math.max(
+      0,
+      this.store.getMinOffsetInQueue(topic, queueId),
+      this.deletedTopicOffsets.floor(topic, queueId),
+    );
   }
 
   /** The topic's config, created when absent and auto-creation is on; or why there is none. */

@@ -270,12 +270,13 @@ export function registerAdminCommands(program: Command): void {
     });
 
   withConnection(topic.command('delete'))
-    .description("delete a topic: its config and every group's offsets on it")
+    .description("delete a topic: its config, its messages for consumers, every group's offsets on it")
     .argument('<topic>', 'the topic name')
     .addHelpText(
       'after',
-      '\nThe messages stay in the commit log until their segments go; a topic created again under\n' +
-        'the name continues its queue offsets (and new groups read the old messages).\n\n' +
+      '\nA topic created again under the name starts empty for consumers, as in RocketMQ (its queue\n' +
+        'offsets continue from where they ended); the old bytes stay in the commit log until their\n' +
+        'segments go.\n\n' +
         'Example:\n  $ rocketmq-ts topic delete Orders',
     )
     .action(async (name: string, options: ConnectionOptions) => {

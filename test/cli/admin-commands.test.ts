@@ -128,9 +128,52 @@ describe('rocketmq-ts topic (the built CLI against a running broker)', () => {
       fs.readFileSync(path.join(running.storeDir, 'config', 'topics.json'), 'utf8'),
     ) as { topicConfigTable: Record<string, unknown> };
     assert.equal(afterDelete.topicConfigTable.AdminOrders, undefined);
-    // Created again, it says the old messages are still there.
-    const recreated = await ok('topic', 'create', 'AdminOrders', ...at);
-    assert.match(recreated.stdout, /note: 31 messages stored under this name/);
+    // Created again, it starts empty for consumers: its queues begin where the old ones ended.
+    const recreated = await ok('topic', 'create', 'AdminOrders', '-q', '5', ...at);
+    assert.doesNotMatch(recreated.stdout, /note:/);
+    const fresh = await json<TopicDescription>('topic', 'describe', 'AdminOrders', ...at);
+    assert.equal(fresh.messages, 0);
+    for (const q of fresh.queues) {
+      const oldEnd = described.queues.find((old) => old.queueId === q.queueId)?.maxOffset ?? 0;
+      assert.deepEqual([q.minOffset, q.maxOffset], [oldEnd, oldEnd], `queue ${q.queueId}`);
+    }
+    const newIds = await sendMany(p, 'AdminOrders', 4);
+    const consumer = await simpleConsumer(running, 'AfterRecreate', { AdminOrders: '*' });
+    const got = await receiveAll(consumer, 4);
+    assert.deepEqual(got.map((m) => m.messageId).sort(), [...newIds].sort());
+  });
+
+  it('a deleted topic stays deleted for consumers across a restart of the broker', async (t) => {
+    const storeDir = tempDir(t);
+    const first = await startBroker(t, { storeDir });
+    // Its clients go before it does (a client cannot shut down once its broker is gone).
+    const firstClients = detachedClients(first.endpoints);
+    const p = await producer(firstClients);
+    await sendMany(p, 'Recycled', 12);
+    await ok('topic', 'delete', 'Recycled', '--endpoint', first.endpoints);
+    await firstClients.closeAll();
+    await first.server.shutdown(1000);
+    await first.broker.shutdown();
+    const second = await startBroker(t, { storeDir });
+    await ok('topic', 'create', 'Recycled', '--endpoint', second.endpoints);
+    const again = await producer(second);
+    const newIds = await sendMany(again, 'Recycled', 3);
+    const consumer = await simpleConsumer(second, 'AfterRestart', { Recycled: '*' });
+    const got = await receiveAll(consumer, 3);
+    assert.deepEqual(got.map((m) => m.messageId).sort(), [...newIds].sort());
+    const reset = await json<OffsetReset[]>(
+      'group',
+      'reset-offset',
+      'AfterRestart',
+      '--topic',
+      'Recycled',
+      '--to',
+      'earliest',
+      '--endpoint',
+      second.endpoints,
+    );
+    for (const r of reset) assert.equal(r.to, second.broker.minOffsetInQueue('Recycled', r.queueId));
+    assert.ok(reset.some((r) => r.to > 0));
   });
 
   it('refuses bad requests with a status naming the problem, and broker topics', async (t) => {

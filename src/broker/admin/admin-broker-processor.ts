@@ -121,7 +121,7 @@ export function queueLag(
   offset: number,
 ): { brokerOffset: number; consumerOffset: number; lag: number } {
   const brokerOffset = broker.store.getMaxOffsetInQueue(topic, queueId);
-  const min = Math.max(0, broker.store.getMinOffsetInQueue(topic, queueId));
+  const min = broker.minOffsetInQueue(topic, queueId);
   const consumerOffset = Math.max(offset, min);
   return { brokerOffset, consumerOffset, lag: Math.max(0, brokerOffset - consumerOffset) };
 }
@@ -194,8 +194,9 @@ export class AdminBrokerProcessor {
 
   /**
    * Deletes a topic: its config, every group's offsets on it and what the broker holds in
-   * memory for it. Its messages stay in the commit log (they go with the segments that hold
-   * them); a topic created again under the name continues its queue offsets.
+   * memory for it, and records where its queues end. A topic created again under the name starts
+   * empty for consumers (its queue offsets continue from there); the old messages' bytes stay in
+   * the commit log until the segments holding them go.
    */
   deleteTopic(topicName: string): TopicConfig {
     const config = this.#topic(topicName);
@@ -205,8 +206,20 @@ export class AdminBrokerProcessor {
         `${topicName} is a topic the broker owns; it cannot be deleted`,
       );
     }
+    // The config goes first: a crash after it and before the floors are written leaves the old
+    // messages readable under a new topic of the name (the old behaviour), never a live topic
+    // with its messages hidden.
     this.#broker.topicConfigManager.deleteTopicConfig(topicName);
     this.#broker.popMessageProcessor.forgetTopic(topicName);
+    // Every queue the store has for the topic (also those past a queue count lowered since), at
+    // the offset the next put would take: a send racing the delete is not readable afterwards.
+    const ends = new Map<number, number>();
+    for (const queue of this.#broker.store.getConsumeQueueStore().all()) {
+      if (queue.topic === topicName) {
+        ends.set(queue.queueId, this.#broker.store.getMaxOffsetInQueue(topicName, queue.queueId, false));
+      }
+    }
+    this.#broker.deletedTopicOffsets.recordDeletion(topicName, ends);
     this.#broker.consumerOffsetManager.removeOffsetsOfTopic(topicName);
     this.#broker.consumerOffsetManager.persist();
     return config;
@@ -333,9 +346,10 @@ export class AdminBrokerProcessor {
     const resets: OffsetReset[] = [];
     for (const id of ids) {
       let to: number;
-      if (target.kind === 'earliest') to = Math.max(0, store.getMinOffsetInQueue(topicName, id));
+      const min = this.#broker.minOffsetInQueue(topicName, id);
+      if (target.kind === 'earliest') to = min;
       else if (target.kind === 'latest') to = store.getMaxOffsetInQueue(topicName, id);
-      else to = await store.getOffsetInQueueByTime(topicName, id, target.timestampMs);
+      else to = Math.max(min, await store.getOffsetInQueueByTime(topicName, id, target.timestampMs));
       const from = await this.#broker.popMessageProcessor.resetOffset(groupName, topicName, id, to);
       resets.push({ topic: topicName, queueId: id, from, to });
     }
@@ -356,7 +370,7 @@ export class AdminBrokerProcessor {
     const store = this.#broker.store;
     return [...Array(queueNums).keys()].map((queueId) => ({
       queueId,
-      minOffset: Math.max(0, store.getMinOffsetInQueue(topicName, queueId)),
+      minOffset: this.#broker.minOffsetInQueue(topicName, queueId),
       maxOffset: store.getMaxOffsetInQueue(topicName, queueId),
     }));
   }

@@ -90,6 +90,11 @@ export interface PopMessageProcessorOptions {
   readonly ensureDeadLetterTopic: (group: string) => string;
   /** Told how long each store read of a pop took (ms), its status and how many messages it returned. */
   readonly onGetMessage?: (status: GetMessageStatus, durationMs: number, messages: number) => void;
+  /**
+   * The first offset of a queue a group may read (a group new to the queue starts there). Default:
+   * the store's first readable offset; the broker raises it over the messages of a deleted topic.
+   */
+  readonly minOffsetOf?: (topic: string, queueId: number) => number;
 }
 
 export interface PopRequest {
@@ -277,6 +282,7 @@ export class PopMessageProcessor {
   readonly #maxAttemptsOf: (group: string) => number;
   readonly #ensureDeadLetterTopic: (group: string) => string;
   readonly #onGetMessage: PopMessageProcessorOptions['onGetMessage'] | null;
+  readonly #minOffsetOf: (topic: string, queueId: number) => number;
   readonly #queues = new Map<string, PopQueue>();
   /** Retry topic -> the topics its messages were sent to, for waking those topics' pollers. */
   readonly #retryOrigin = new Map<string, Set<string>>();
@@ -305,6 +311,9 @@ export class PopMessageProcessor {
     this.#maxAttemptsOf = options.maxAttemptsOf;
     this.#ensureDeadLetterTopic = options.ensureDeadLetterTopic;
     this.#onGetMessage = options.onGetMessage ?? null;
+    const store = options.store;
+    this.#minOffsetOf =
+      options.minOffsetOf ?? ((topic, queueId) => Math.max(0, store.getMinOffsetInQueue(topic, queueId)));
     // Handles of an earlier run must not match a delivery of this one: start at a random number.
     this.#seq = crypto.randomInt(0, 2 ** 40);
   }
@@ -496,11 +505,7 @@ export class PopMessageProcessor {
       // A queue not read yet would have started at its stored offset, or its first message.
       const previous = queue.initialized
         ? queue.committed
-        : Math.max(
-            0,
-            this.#offsets.queryOffset(group, topic, queueId),
-            this.#store.getMinOffsetInQueue(topic, queueId),
-          );
+        : Math.max(this.#offsets.queryOffset(group, topic, queueId), this.#minOffsetOf(topic, queueId));
       queue.inflight.clear();
       queue.done.clear();
       queue.fifoAttempts.clear();
@@ -604,7 +609,7 @@ export class PopMessageProcessor {
     if (!queue.initialized) {
       // Where the group left off; a group new to the queue starts at its earliest message.
       const stored = this.#offsets.queryOffset(queue.group, queue.physicalTopic, queue.queueId);
-      const min = Math.max(0, this.#store.getMinOffsetInQueue(queue.physicalTopic, queue.queueId));
+      const min = this.#minOffsetOf(queue.physicalTopic, queue.queueId);
       queue.committed = Math.max(stored, min);
       queue.readPointer = queue.committed;
       queue.initialized = true;
