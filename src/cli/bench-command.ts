@@ -521,14 +521,7 @@ async function runEmbedded(
         bodyBytes,
         producers: options.producers,
         queues,
-        put: stats.summary(putMs, bodyBytes),
-        read: readSummary(read, readMs, bodyBytes),
-        verify: {
-          ok: stats.stored === messages && read === messages && verified === messages,
-          verified,
-          mismatched,
-          missing: Math.max(0, stats.stored - verified),
-        },
+        ...measured(stats, putMs, { read, readMs, verified, mismatched }, messages, bodyBytes),
         segments: segmentCount,
       };
     } finally {
@@ -539,12 +532,29 @@ async function runEmbedded(
   }
 }
 
-function readSummary(read: number, readMs: number, bodyBytes: number): BenchReport['read'] {
+/** What both modes measure the same way: the puts, the read back, and the verdict on them. */
+function measured(
+  stats: PutStats,
+  putMs: number,
+  readBack: { read: number; readMs: number; verified: number; mismatched: number },
+  messages: number,
+  bodyBytes: number,
+): Pick<BenchReport, 'put' | 'read' | 'verify'> {
+  const { read, readMs, verified, mismatched } = readBack;
   return {
-    elapsedMs: round(readMs),
-    messages: read,
-    msgsPerSec: round(rate(read, readMs)),
-    mibPerSec: round(rate((read * bodyBytes) / BYTES_PER_MIB, readMs)),
+    put: stats.summary(putMs, bodyBytes),
+    read: {
+      elapsedMs: round(readMs),
+      messages: read,
+      msgsPerSec: round(rate(read, readMs)),
+      mibPerSec: round(rate((read * bodyBytes) / BYTES_PER_MIB, readMs)),
+    },
+    verify: {
+      ok: stats.stored === messages && read === messages && verified === messages,
+      verified,
+      mismatched,
+      missing: Math.max(0, stats.stored - verified),
+    },
   };
 }
 
@@ -666,14 +676,7 @@ async function runEndpoint(
     bodyBytes,
     producers: options.producers,
     queues: null,
-    put: stats.summary(putMs, bodyBytes),
-    read: readSummary(read, readMs, bodyBytes),
-    verify: {
-      ok: stats.stored === messages && read === messages && verified === messages,
-      verified,
-      mismatched,
-      missing: Math.max(0, stats.stored - verified),
-    },
+    ...measured(stats, putMs, { read, readMs, verified, mismatched }, messages, bodyBytes),
     segments: null,
   };
 }

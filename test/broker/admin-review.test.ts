@@ -1,30 +1,9 @@
 import assert from 'node:assert/strict';
-import { describe, it, type TestContext } from 'node:test';
-import { type BrokerConfig, BrokerController } from '../../src/broker/index.js';
-import { silentLogger } from '../../src/store/index.js';
-import { tempDir, waitUntil } from '../support/helpers.js';
+import { describe, it } from 'node:test';
+import { waitUntil } from '../support/helpers.js';
+import { openBroker, send } from '../support/in-process-broker.js';
 
 /** Regression tests for admin (topic delete, offset reset) bugs found in review; each failed before its fix. */
-
-async function openBroker(t: TestContext, broker: Partial<BrokerConfig> = {}): Promise<BrokerController> {
-  const b = await BrokerController.open({
-    store: { storePathRootDir: tempDir(t, 'rmq-admin-review-') },
-    broker: { minInvisibleTimeMillsForRecv: 0, defaultTopicQueueNums: 1, ...broker },
-    logger: silentLogger,
-  });
-  t.after(() => b.shutdown());
-  return b;
-}
-
-async function send(broker: BrokerController, topic: string, id: string): Promise<void> {
-  const sent = await broker.sendMessage({
-    topic,
-    body: Buffer.from(`body-${id}`),
-    messageId: id,
-    messageType: 'NORMAL',
-  });
-  assert.equal(sent.status.code, 'OK');
-}
 
 describe('admin review regressions', () => {
   it('a long poll on a topic deleted meanwhile gets nothing: not the messages the group consumed', async (t) => {

@@ -1,53 +1,11 @@
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { describe, it, type TestContext } from 'node:test';
+import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import {
-  type BrokerConfig,
-  BrokerController,
-  deadLetterTopic,
-  popRetryTopic,
-} from '../../src/broker/index.js';
-import {
-  type Message,
-  type PutMessageResult,
-  PutMessageStatus,
-  silentLogger,
-} from '../../src/store/index.js';
+import { deadLetterTopic, popRetryTopic } from '../../src/broker/index.js';
+import { type Message, type PutMessageResult, PutMessageStatus } from '../../src/store/index.js';
+import { openBroker, send } from '../support/in-process-broker.js';
 
 /** Regression tests for pop-engine bugs found in review (each failed before its fix). */
-
-function tempDir(t: TestContext): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rmq-pop-review-'));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
-
-async function openBroker(t: TestContext, broker: Partial<BrokerConfig> = {}): Promise<BrokerController> {
-  const b = await BrokerController.open({
-    store: {
-      storePathRootDir: tempDir(t),
-      mappedFileSizeCommitLog: 8 * 1024,
-      mappedFileSizeConsumeQueue: 20 * 32,
-    },
-    broker: { minInvisibleTimeMillsForRecv: 0, defaultTopicQueueNums: 1, ...broker },
-    logger: silentLogger,
-  });
-  t.after(() => b.shutdown());
-  return b;
-}
-
-async function send(broker: BrokerController, topic: string, id: string): Promise<void> {
-  const sent = await broker.sendMessage({
-    topic,
-    body: Buffer.from(`body-${id}`),
-    messageId: id,
-    messageType: 'NORMAL',
-  });
-  assert.equal(sent.status.code, 'OK');
-}
 
 function busyWait(ms: number): void {
   const until = Date.now() + ms;

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { configReference, environmentName, parseProperties } from '../../src/cli/broker-config.js';
+import { CLI_BIN } from '../support/cli.js';
 import { tempDir } from '../support/helpers.js';
 
 /**
@@ -13,7 +14,7 @@ import { tempDir } from '../support/helpers.js';
  * source. Run through the built binary, as an operator would.
  */
 
-const BIN = fileURLToPath(new URL('../../dist/cli/rocketmq-ts.js', import.meta.url));
+const BIN = CLI_BIN;
 const README = fileURLToPath(new URL('../../README.md', import.meta.url));
 
 function broker(args: string[], env: Record<string, string> = {}) {

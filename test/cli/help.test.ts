@@ -2,14 +2,14 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import { describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { CLI_BIN } from '../support/cli.js';
 
 /**
  * Every command of the built binary, found by walking `--help` from the top (so a command added
  * later is covered without touching this file), has help with examples.
  */
 
-const BIN = fileURLToPath(new URL('../../dist/cli/rocketmq-ts.js', import.meta.url));
+const BIN = CLI_BIN;
 
 function help(path: readonly string[]): string {
   const result = spawnSync(process.execPath, [BIN, ...path, '--help'], { encoding: 'utf8' });

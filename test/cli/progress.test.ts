@@ -3,7 +3,6 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import {
   formatAmounts,
   PLAIN_LINE_INTERVAL_MS,
@@ -12,6 +11,7 @@ import {
 } from '../../src/cli/progress.js';
 import { MessageStore, silentLogger } from '../../src/store/index.js';
 import { freePort, kill } from '../support/broker-process.js';
+import { CLI_BIN } from '../support/cli.js';
 import { onCleanup, tempDir } from '../support/helpers.js';
 
 /**
@@ -20,7 +20,7 @@ import { onCleanup, tempDir } from '../support/helpers.js';
  * when a broker that crashed starts again over a few MiB of commit log.
  */
 
-const BIN = fileURLToPath(new URL('../../dist/cli/rocketmq-ts.js', import.meta.url));
+const BIN = CLI_BIN;
 const MIB = 1024 * 1024;
 /** How long a broker may take to start, ms. */
 const START_DEADLINE_MS = 30_000;

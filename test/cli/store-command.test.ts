@@ -3,8 +3,8 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { MessageStore, silentLogger } from '../../src/store/index.js';
+import { CLI_BIN } from '../support/cli.js';
 import { tempDir } from '../support/helpers.js';
 
 /**
@@ -12,7 +12,7 @@ import { tempDir } from '../support/helpers.js';
  * (`npm test` builds first), real arguments, real output and exit codes.
  */
 
-const BIN = fileURLToPath(new URL('../../dist/cli/rocketmq-ts.js', import.meta.url));
+const BIN = CLI_BIN;
 const SEGMENT_BYTES = 64 * 1024;
 const MESSAGES = 300;
 
@@ -54,16 +54,6 @@ async function healthyStore(t: TestContext): Promise<{ root: string; ids: string
 }
 
 describe('rocketmq-ts store (the built CLI)', () => {
-  it('verify: a healthy store exits 0 and says what it checked', async (t) => {
-    const { root } = await healthyStore(t);
-    const result = run('store', 'verify', root);
-    assert.equal(result.status, 0, result.stdout + result.stderr);
-    assert.match(
-      result.stdout,
-      new RegExp(`^ok: ${MESSAGES} records in \\d+ segments, ${MESSAGES} consume queue units`),
-    );
-  });
-
   it('verify: a flipped bit in a record body exits 1 and names the segment file and the offset', async (t) => {
     const { root } = await healthyStore(t);
     const segments = fs.readdirSync(path.join(root, 'commitlog')).sort();
@@ -142,7 +132,7 @@ describe('rocketmq-ts store (the built CLI)', () => {
     assert.match(result.stderr, /is not a directory/);
   });
 
-  it('verify: progress on stderr as plain lines (no terminal), ending at 100% of the bytes walked; stdout unchanged', async (t) => {
+  it('verify: a healthy store exits 0 and says what it checked on stdout; progress on stderr as plain lines (no terminal), ending at 100% of the bytes walked', async (t) => {
     const { root } = await healthyStore(t);
     const result = run('store', 'verify', root);
     assert.equal(result.status, 0, result.stdout + result.stderr);

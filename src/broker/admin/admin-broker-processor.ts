@@ -102,7 +102,7 @@ export interface OffsetReset {
 /** Every queue a group has progress on, with the offset it continues from (uncorrected). */
 export function consumerProgress(
   broker: BrokerController,
-): Map<string, { group: string; topic: string; queueId: number; offset: number }> {
+): { group: string; topic: string; queueId: number; offset: number }[] {
   const committed = new Map<string, { group: string; topic: string; queueId: number; offset: number }>();
   const note = (group: string, topic: string, queueId: number, offset: number): void => {
     committed.set(`${group}\u0000${topic}\u0000${queueId}`, { group, topic, queueId, offset });
@@ -110,7 +110,7 @@ export function consumerProgress(
   broker.consumerOffsetManager.forEachOffset(note);
   // The pop engine's committed offset is the newer one (and exists before the first ack).
   broker.popMessageProcessor.forEachQueue(note);
-  return committed;
+  return [...committed.values()];
 }
 
 /** A group's lag on a queue, given the offset it continues from (never before the queue's start). */
@@ -260,12 +260,16 @@ export class AdminBrokerProcessor {
   }
 
   listGroups(): GroupSummary[] {
-    const progress = [...consumerProgress(this.#broker).values()];
+    const progress = consumerProgress(this.#broker);
     const names = new Set(this.#broker.subscriptionGroupManager.all().map((g) => g.groupName));
     for (const { group } of progress) names.add(group);
     // One pass over the progress for all groups, not one per group.
     const byGroup = new Map<string, typeof progress>();
-    for (const p of progress) byGroup.set(p.group, [...(byGroup.get(p.group) ?? []), p]);
+    for (const p of progress) {
+      const of = byGroup.get(p.group);
+      if (of === undefined) byGroup.set(p.group, [p]);
+      else of.push(p);
+    }
     return [...names].sort().map((name) => {
       const { queues, ...summary } = this.#describe(name, byGroup.get(name) ?? [], undefined);
       return summary;
@@ -274,7 +278,7 @@ export class AdminBrokerProcessor {
 
   /** The group's progress on every queue it read or committed, optionally of one topic only. */
   describeGroup(groupName: string, topicName?: string): GroupDescription {
-    const progress = [...consumerProgress(this.#broker).values()].filter((p) => p.group === groupName);
+    const progress = consumerProgress(this.#broker).filter((p) => p.group === groupName);
     return this.#describe(groupName, progress, topicName);
   }
 
@@ -321,7 +325,7 @@ export class AdminBrokerProcessor {
     const config = this.#topic(topicName);
     const known =
       this.#broker.subscriptionGroupManager.getOrAutoCreate(groupName) !== null ||
-      [...consumerProgress(this.#broker).values()].some((p) => p.group === groupName);
+      consumerProgress(this.#broker).some((p) => p.group === groupName);
     if (!known) throw new BrokerError('ERR_GROUP_NOT_FOUND', `no consumer group ${groupName}`);
     if (
       target.kind === 'timestamp' &&

@@ -221,7 +221,7 @@ function consumerLag(
   broker: BrokerController,
 ): { labels: { group: string; topic: string; queue_id: string }; value: number }[] {
   const lags: { labels: { group: string; topic: string; queue_id: string }; value: number }[] = [];
-  for (const { group, topic, queueId, offset } of consumerProgress(broker).values()) {
+  for (const { group, topic, queueId, offset } of consumerProgress(broker)) {
     lags.push({
       labels: { group, topic, queue_id: String(queueId) },
       value: queueLag(broker, topic, queueId, offset).lag,

@@ -36,6 +36,7 @@ export class CommitRealTimeService extends ServiceThread {
       let commitLeastPages = config.commitCommitLogLeastPages;
       const mfq = this.#ctx.mappedFileQueue;
       const committedBefore = mfq.committedWhere;
+      const passBegin = performance.now();
       const begin = Date.now();
       if (begin >= this.#lastCommitTimestamp + config.commitCommitLogThoroughInterval) {
         this.#lastCommitTimestamp = begin;
@@ -47,18 +48,15 @@ export class CommitRealTimeService extends ServiceThread {
           this.#lastCommitTimestamp = Date.now();
           this.#ctx.wakeUpFlush();
         }
-        const durationMs = Date.now() - begin;
-        if (durationMs > COMMIT_SLOW_LOG_THRESHOLD_MS) {
-          this.logger.warn(
-            {
-              durationMs,
-              committedBytes: mfq.committedWhere - committedBefore,
-              committedWhere: mfq.committedWhere,
-              thresholdMs: COMMIT_SLOW_LOG_THRESHOLD_MS,
-            },
-            'committing the write buffers to the commit log was slow',
-          );
-        }
+        this.warnIfSlow(
+          passBegin,
+          COMMIT_SLOW_LOG_THRESHOLD_MS,
+          'committing the write buffers to the commit log was slow',
+          () => ({
+            committedBytes: mfq.committedWhere - committedBefore,
+            committedWhere: mfq.committedWhere,
+          }),
+        );
       } catch (err) {
         this.#ctx.onIoError(err);
       }

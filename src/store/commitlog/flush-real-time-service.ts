@@ -59,18 +59,10 @@ export class FlushRealTimeService extends ServiceThread {
       } catch (err) {
         this.#ctx.onIoError(err);
       }
-      const durationMs = performance.now() - begin;
-      if (durationMs > FLUSH_SLOW_LOG_THRESHOLD_MS) {
-        this.logger.warn(
-          {
-            durationMs: Math.round(durationMs),
-            flushedBytes: mfq.flushedWhere - flushedBefore,
-            flushedWhere: mfq.flushedWhere,
-            thresholdMs: FLUSH_SLOW_LOG_THRESHOLD_MS,
-          },
-          'flushing the commit log to disk was slow',
-        );
-      }
+      this.warnIfSlow(begin, FLUSH_SLOW_LOG_THRESHOLD_MS, 'flushing the commit log to disk was slow', () => ({
+        flushedBytes: mfq.flushedWhere - flushedBefore,
+        flushedWhere: mfq.flushedWhere,
+      }));
     }
     let noProgress = false;
     for (let i = 0; i < FLUSH_RETRY_TIMES_OVER && !noProgress; i++) {

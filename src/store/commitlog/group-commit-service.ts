@@ -89,19 +89,16 @@ export class GroupCommitService extends ServiceThread {
     const flushedBefore = mfq.flushedWhere;
     const begin = performance.now();
     const served = await this.#commitGroup();
-    const durationMs = performance.now() - begin;
-    if (durationMs > GROUP_COMMIT_SLOW_LOG_THRESHOLD_MS) {
-      this.logger.warn(
-        {
-          durationMs: Math.round(durationMs),
-          flushedBytes: mfq.flushedWhere - flushedBefore,
-          flushedWhere: mfq.flushedWhere,
-          requests: served,
-          thresholdMs: GROUP_COMMIT_SLOW_LOG_THRESHOLD_MS,
-        },
-        'a group commit (SYNC_FLUSH) to disk was slow',
-      );
-    }
+    this.warnIfSlow(
+      begin,
+      GROUP_COMMIT_SLOW_LOG_THRESHOLD_MS,
+      'a group commit (SYNC_FLUSH) to disk was slow',
+      () => ({
+        flushedBytes: mfq.flushedWhere - flushedBefore,
+        flushedWhere: mfq.flushedWhere,
+        requests: served,
+      }),
+    );
   }
 
   /** Makes the waiting group durable; returns how many requests it served. */

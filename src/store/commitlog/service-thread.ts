@@ -33,6 +33,17 @@ export abstract class ServiceThread {
   /** The service loop: runs until `isStopped()`, then does its final work and returns. */
   protected abstract run(): Promise<void>;
 
+  /**
+   * Logs one pass that took longer than `thresholdMs` (from `beginMs`, a `performance.now()`):
+   * its duration, the threshold and `fields` (what it moved), under `msg`.
+   */
+  protected warnIfSlow(beginMs: number, thresholdMs: number, msg: string, fields: () => object): void {
+    const durationMs = performance.now() - beginMs;
+    if (durationMs > thresholdMs) {
+      this.logger.warn({ durationMs: Math.round(durationMs), ...fields(), thresholdMs }, msg);
+    }
+  }
+
   start(): void {
     if (this.#loop !== null) return;
     this.#stopped = false;
